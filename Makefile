@@ -1,0 +1,41 @@
+# Prefer the Python that Lambda runs (3.13, under pyenv here); fall back to python3.
+PYTHON ?= $(shell for p in python3.13 $$HOME/.pyenv/versions/3.13*/bin/python3.13 python3; do \
+	  if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys' >/dev/null 2>&1; then echo $$p; break; fi; done)
+export SAM_CLI_TELEMETRY := 0
+VENV := .venv
+BIN := $(VENV)/bin
+FUNCTIONS := $(wildcard functions/*/app.py)
+
+.PHONY: install demo test lint format bench clean
+
+$(BIN)/support-agent: pyproject.toml layers/common/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r layers/common/requirements.txt -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/support-agent
+
+demo: install
+	$(BIN)/support-agent demo --decisions auto
+
+test: install
+	$(BIN)/pytest -n 2 --dist loadfile
+
+lint: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	@for f in $(FUNCTIONS); do $(BIN)/mypy --follow-imports=silent $$f || exit 1; done
+	$(BIN)/cfn-lint template.yaml
+	$(BIN)/sam validate --lint --region us-east-1 >/dev/null
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install
+	$(BIN)/python bench/import_time.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam

@@ -1,0 +1,43 @@
+"""Intake Lambda: ticketing-system webhooks on the HTTP API (POST /webhooks/{source})."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from support_agent import intake
+from support_agent.observability import LazyTracer
+
+logger = Logger()
+tracer = LazyTracer()
+metrics = Metrics()
+app = APIGatewayHttpResolver()
+
+
+@app.post("/webhooks/<source>")
+@tracer.capture_method
+def receive_webhook(source: str) -> Response[dict[str, Any]]:
+    event = app.current_event
+    raw = event.body or ""
+    # The signature covers the bytes the sender signed: decode, never re-serialise.
+    body = base64.b64decode(raw) if event.is_base64_encoded else raw.encode()
+    # Built per request: cheap (clients and policy are cached), and no state outlives the request.
+    result = intake.from_settings().receive(source, dict(event.headers or {}), body)
+    if result.session_id:
+        logger.set_correlation_id(result.session_id)
+    for name in result.metrics:
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+    logger.info("webhook handled", extra={"source": source, "status": result.status, **result.body})
+    return Response(status_code=result.status, content_type=content_types.APPLICATION_JSON, body=result.body)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

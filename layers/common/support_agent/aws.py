@@ -1,0 +1,82 @@
+"""boto3 clients and resources, created once per process (warm Lambdas reuse them)."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import boto3
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_stepfunctions import SFNClient
+
+
+@cache
+def dynamodb() -> DynamoDBClient:
+    """Low-level DynamoDB client (we marshal items ourselves: fewer surprises with numbers)."""
+    return boto3.client("dynamodb")
+
+
+@cache
+def sqs() -> SQSClient:
+    """SQS client."""
+    return boto3.client("sqs")
+
+
+@cache
+def stepfunctions() -> SFNClient:
+    """Step Functions client."""
+    return boto3.client("stepfunctions")
+
+
+def reset_clients() -> None:
+    """Forget cached clients (tests and the local runtime call this after switching endpoints)."""
+    for factory in (dynamodb, sqs, stepfunctions):
+        factory.cache_clear()
+
+
+_SERIALIZER: Any = None
+_DESERIALIZER: Any = None
+
+
+def to_item(data: dict[str, Any]) -> dict[str, Any]:
+    """Python dict to DynamoDB attribute values (floats are not allowed: amounts are integer cents)."""
+    global _SERIALIZER
+    if _SERIALIZER is None:
+        from boto3.dynamodb.types import TypeSerializer
+
+        _SERIALIZER = TypeSerializer()
+    return {k: _SERIALIZER.serialize(v) for k, v in data.items() if v is not None}
+
+
+def from_item(item: dict[str, Any]) -> dict[str, Any]:
+    """DynamoDB attribute values to a Python dict, with whole numbers as int."""
+    global _DESERIALIZER
+    if _DESERIALIZER is None:
+        from boto3.dynamodb.types import TypeDeserializer
+
+        _DESERIALIZER = TypeDeserializer()
+    out = {k: _DESERIALIZER.deserialize(v) for k, v in item.items()}
+    return {k: _plain(v) for k, v in out.items()}
+
+
+def _plain(value: Any) -> Any:
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, set):
+        return {_plain(v) for v in value}
+    return value
+
+
+def is_conditional_failure(exc: Exception) -> bool:
+    """True when a DynamoDB write was refused by its condition."""
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+    return code in {"ConditionalCheckFailedException", "TransactionCanceledException"}

@@ -1,0 +1,170 @@
+"""Intake: a webhook delivery becomes a session on the agent queue (or a clear refusal).
+
+Order matters: the signature is checked on the raw body before anything is parsed; a refused request
+writes exactly one audit entry (without the body) and nothing else.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from support_agent import clock
+from support_agent.audit import AuditTrail
+from support_agent.budget import DailySessionBudget
+from support_agent.models import AgentMessage, SessionState
+from support_agent.policy import Policy
+from support_agent.queues import MessageSender
+from support_agent.secrets import SecretStore
+from support_agent.sessions import SessionExists, SessionRepository, session_id_for
+from support_agent.signatures import SignatureError
+from support_agent.webhooks import SOURCES, PayloadError
+
+ACTOR = "intake"
+
+
+@dataclass
+class IntakeResult:
+    """What the handler answers and counts."""
+
+    status: int
+    body: dict[str, Any]
+    metrics: list[str] = field(default_factory=list)
+    session_id: str | None = None
+
+
+@dataclass
+class IntakeService:
+    policy: Policy
+    sessions: SessionRepository
+    budget: DailySessionBudget
+    audit: AuditTrail
+    queue: MessageSender
+    secrets: SecretStore
+    webhook_secret_name: str
+    tolerance_seconds: int = 300
+
+    def receive(self, source_name: str, headers: Mapping[str, str], body: bytes) -> IntakeResult:
+        """Handle one webhook delivery from `source_name`."""
+        source = SOURCES.get(source_name)
+        if source is None:
+            return self._reject(404, f"unknown webhook source {source_name!r}", source_name)
+        secret = self.secrets.get_json(self.webhook_secret_name).get(source_name)
+        if not secret:
+            return self._reject(503, f"no signing secret is configured for {source_name}", source_name)
+        try:
+            source.verify(headers, body, secret, time.time(), self.tolerance_seconds)
+        except SignatureError as exc:
+            return self._reject(401, str(exc), source_name)
+        try:
+            delivery = source.parse(body)
+        except PayloadError as exc:
+            return self._reject(400, str(exc), source_name)
+        ticket = delivery.ticket
+        session_id = session_id_for(source_name, delivery.event_id)
+        resource = f"queue/{ticket.queue}"
+        read = self.policy.authorize("tickets:read", resource)
+
+        try:
+            self.sessions.create(session_id, ticket, SessionState.QUEUED)
+        except SessionExists as exc:
+            return self._duplicate(exc.session.session_id, exc.session.state)
+        self.audit.new_chain(session_id)
+        self.audit.append(
+            session_id,
+            actor=ACTOR,
+            action="tickets:read",
+            resource=resource,
+            decision=read.describe(),
+            outcome="received",
+            details={"source": source_name, "event_id": delivery.event_id, "ticket_id": ticket.id},
+        )
+        metrics = ["TicketsReceived"]
+        if not read.allowed:
+            return self._handoff(session_id, "queue_not_allowed_by_policy", resource, metrics)
+
+        slot = self.budget.take(self.policy.budget.max_sessions_per_day, self.policy.timezone)
+        self.audit.append(
+            session_id,
+            actor=ACTOR,
+            action="budget:session_slot",
+            resource=f"budget/{slot.day}",
+            decision="granted" if slot.granted else "exhausted",
+            outcome=f"{slot.used}/{slot.limit}",
+        )
+        if not slot.granted:
+            return self._handoff(
+                session_id, "daily_budget_exhausted", resource, [*metrics, "DailyBudgetExhausted"]
+            )
+
+        self.queue.send(AgentMessage(type="start", session_id=session_id))
+        self.audit.append(
+            session_id,
+            actor=ACTOR,
+            action="queue:send",
+            resource="queue/agent",
+            decision="n/a",
+            outcome="queued",
+        )
+        return IntakeResult(202, {"session_id": session_id, "status": "queued"}, metrics, session_id)
+
+    def _handoff(self, session_id: str, reason: str, resource: str, metrics: list[str]) -> IntakeResult:
+        """Keep the ticket, but for people: the session goes straight to handoff."""
+        self.sessions.transition(session_id, SessionState.QUEUED, SessionState.HANDOFF, reason=reason)
+        self.audit.append(
+            session_id,
+            actor=ACTOR,
+            action="session:handoff",
+            resource=resource,
+            decision="n/a",
+            outcome=reason,
+        )
+        return IntakeResult(
+            202, {"session_id": session_id, "status": "handoff", "reason": reason}, metrics, session_id
+        )
+
+    def _duplicate(self, session_id: str, state: SessionState) -> IntakeResult:
+        # A session still queued may have lost its queue message (a crash between the two writes):
+        # sending it again is safe because the agent claims a session with a conditional transition.
+        if state is SessionState.QUEUED:
+            self.queue.send(AgentMessage(type="start", session_id=session_id))
+        return IntakeResult(
+            200,
+            {"session_id": session_id, "status": "duplicate", "state": state.value},
+            ["DuplicateDeliveries"],
+            session_id,
+        )
+
+    def _reject(self, status: int, reason: str, source_name: str) -> IntakeResult:
+        self.audit.append(
+            f"intake-rejections-{clock.now().date().isoformat()}",
+            actor=ACTOR,
+            action="webhook:receive",
+            resource=f"webhooks/{source_name}"[:80],
+            decision="rejected",
+            outcome=str(status),
+            details={"reason": reason},
+        )
+        return IntakeResult(status, {"error": reason}, ["TicketsRejected"])
+
+
+def from_settings() -> IntakeService:
+    """The service wired to this function's environment."""
+    from support_agent.config import settings
+    from support_agent.policy import cached_policy
+    from support_agent.queues import SqsSender
+    from support_agent.secrets import SecretsManagerStore
+
+    s = settings()
+    return IntakeService(
+        policy=cached_policy(s.policy_file),
+        sessions=SessionRepository(s.sessions_table, s.session_ttl_days),
+        budget=DailySessionBudget(s.budgets_table),
+        audit=AuditTrail(s.audit_table),
+        queue=SqsSender(s.agent_queue_url),
+        secrets=SecretsManagerStore(s.secrets_max_age_seconds),
+        webhook_secret_name=s.webhook_secret_name,
+        tolerance_seconds=s.signature_tolerance_seconds,
+    )

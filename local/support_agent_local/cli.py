@@ -1,0 +1,124 @@
+"""`support-agent`: policy checks, audit verification and export, triage, and the local runtime."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from support_agent.audit import AuditEntry, AuditTrail, verify_entries
+from support_agent.policy import PolicyError, load_policy
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _policy_check(args: argparse.Namespace) -> int:
+    failed = 0
+    for file in args.files:
+        try:
+            policy = load_policy(file)
+        except PolicyError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        approvals = sum(r.requires_approval for r in policy.rules)
+        denies = sum(r.effect == "deny" for r in policy.rules)
+        print(
+            f"{file}: ok — {len(policy.rules)} rules ({denies} deny, {approvals} need approval), "
+            f"{policy.budget.max_sessions_per_day} sessions/day, "
+            f"{policy.budget.max_tokens_per_session} tokens/session"
+        )
+    return 1 if failed else 0
+
+
+def _policy_explain(args: argparse.Namespace) -> int:
+    try:
+        policy = load_policy(args.file)
+    except PolicyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    decision = policy.authorize(args.action, args.resource)
+    print(f"{args.action} on {args.resource}: {decision.describe()}")
+    return 0
+
+
+def _trail(args: argparse.Namespace) -> AuditTrail:
+    table = args.table or os.environ.get("AUDIT_TABLE")
+    if not table:
+        raise SystemExit(
+            "error: name the audit table with --table or AUDIT_TABLE (or verify an export with --file)"
+        )
+    return AuditTrail(table)
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    if args.file:
+        lines = Path(args.file).read_text().splitlines()
+        report = verify_entries(AuditEntry.model_validate_json(line) for line in lines if line.strip())
+    else:
+        report = _trail(args).verify(args.session)
+    for problem in report.problems:
+        print(f"TAMPERED {problem}")
+    status = "ok" if report.ok else f"{len(report.problems)} problem(s)"
+    print(f"audit trail {status}: {report.entries} entries in {report.sessions} session(s) verified")
+    return 0 if report.ok else 1
+
+
+def _audit_export(args: argparse.Namespace) -> int:
+    for entry in _trail(args).entries(args.session):
+        print(entry.model_dump_json())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="support-agent", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    policy = sub.add_parser("policy", help="check and explain policy files").add_subparsers(
+        dest="sub", required=True
+    )
+    check = policy.add_parser("check", help="validate policy files; exit 1 with the file, line and reason")
+    check.add_argument("files", nargs="+")
+    check.set_defaults(run=_policy_check)
+    explain = policy.add_parser(
+        "explain", help="print the decision for ACTION on RESOURCE and the rule behind it"
+    )
+    explain.add_argument("file")
+    explain.add_argument("action")
+    explain.add_argument("resource")
+    explain.set_defaults(run=_policy_explain)
+
+    audit = sub.add_parser("audit", help="verify and export the audit trail").add_subparsers(
+        dest="sub", required=True
+    )
+    verify = audit.add_parser(
+        "verify", help="recompute every hash chain; exit 1 on a changed, removed or reordered entry"
+    )
+    verify.add_argument("--table", help="audit table name (default: $AUDIT_TABLE)")
+    verify.add_argument("--session", help="only this session")
+    verify.add_argument("--file", help="verify an exported JSON-lines file instead of the table")
+    verify.set_defaults(run=_audit_verify)
+    export = audit.add_parser("export", help="print one session's entries as JSON lines")
+    export.add_argument("--table", help="audit table name (default: $AUDIT_TABLE)")
+    export.add_argument("--session", required=True)
+    export.set_defaults(run=_audit_export)
+
+    for register in EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+# Later modules (triage, demo, serve, invoke) add their subcommands here.
+EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run: Command = args.run
+    return run(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

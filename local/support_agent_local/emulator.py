@@ -1,0 +1,249 @@
+"""Embedded AWS: moto in process, provisioned from template.yaml itself.
+
+Tables, queues, secrets and state machines are created from the template's own resource properties
+(intrinsics resolved against samconfig.toml's parameters or the defaults), and a function's environment
+is built from the template's Globals and its own Environment, so a handler cannot tell it is local.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from support_agent import aws
+
+from support_agent_local.template import PROJECT_ROOT, Resolver, load_template, samconfig_parameters
+
+REGION = "us-east-1"
+LAYER_MOUNT = "/opt/python"
+
+# Local stand-ins for the secrets a deployment keeps in Secrets Manager (parameter name → JSON value).
+LOCAL_SECRETS: dict[str, dict[str, str]] = {
+    "WebhookSecretName": {
+        "generic": "local-generic-signing-secret",
+        "zendesk": "local-zendesk-signing-secret",
+    },
+    "SlackSecretName": {"bot_token": "xoxb-local-bot-token", "signing_secret": "local-slack-signing-secret"},
+    "AnthropicSecretName": {"api_key": ""},
+}
+
+
+def fake_credentials() -> None:
+    """Credentials and region for moto (never real ones: nothing leaves the process)."""
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+    }.items():
+        os.environ[key] = value
+    os.environ.pop("AWS_PROFILE", None)
+    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
+    os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "SupportAgent")
+
+
+@dataclass
+class EmbeddedAws:
+    """The stack's stateful resources, emulated in this process."""
+
+    config_env: str = "default"
+    parameters: dict[str, str] = field(default_factory=dict)
+    template: dict[str, Any] = field(default_factory=load_template)
+
+    def __post_init__(self) -> None:
+        params = {**samconfig_parameters(self.config_env), **self.parameters}
+        self.resolver = Resolver(self.template, params)
+        self.resources: dict[str, dict[str, Any]] = self.template.get("Resources", {})
+        self._mock: Any = None
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+
+    def start(self) -> EmbeddedAws:
+        """Start moto and create every supported resource of the template."""
+        from moto import mock_aws
+
+        fake_credentials()
+        self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
+        self._mock.start()
+        aws.reset_clients()
+        self.provision()
+        return self
+
+    def stop(self) -> None:
+        if self._mock is not None:
+            self._mock.stop()
+            self._mock = None
+        aws.reset_clients()
+
+    def __enter__(self) -> EmbeddedAws:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- provisioning --------------------------------------------------------------------------------
+
+    def provision(self) -> None:
+        pending = {
+            name: spec
+            for name, spec in self.resources.items()
+            if spec["Type"] in _CREATORS
+            and ("Condition" not in spec or self.resolver.condition(spec["Condition"]))
+        }
+        # Create in dependency order: a resource whose intrinsics cannot resolve yet waits for the others.
+        while pending:
+            progressed = False
+            for name, spec in list(pending.items()):
+                try:
+                    props = self.resolver.resolve(spec.get("Properties", {}))
+                except KeyError:
+                    continue
+                _CREATORS[spec["Type"]](self, name, props)
+                del pending[name]
+                progressed = True
+            if not progressed:
+                raise RuntimeError(f"cannot resolve properties of {sorted(pending)}")
+        self._create_secrets()
+
+    def _create_table(self, name: str, props: dict[str, Any]) -> None:
+        table = props.get("TableName") or f"support-agent-local-{name}"
+        client = boto3.client("dynamodb", region_name=REGION)
+        kwargs: dict[str, Any] = {
+            "TableName": table,
+            "AttributeDefinitions": props["AttributeDefinitions"],
+            "KeySchema": props["KeySchema"],
+            "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+        }
+        if props.get("GlobalSecondaryIndexes"):
+            kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+        client.create_table(**kwargs)
+        ttl = props.get("TimeToLiveSpecification")
+        if ttl and ttl.get("Enabled"):
+            client.update_time_to_live(TableName=table, TimeToLiveSpecification=ttl)
+        pitr = props.get("PointInTimeRecoverySpecification")
+        if pitr:
+            client.update_continuous_backups(TableName=table, PointInTimeRecoverySpecification=pitr)
+        self.resolver.refs[name] = table
+        self.resolver.attributes[(name, "Arn")] = f"arn:aws:dynamodb:{REGION}:123456789012:table/{table}"
+
+    def _create_queue(self, name: str, props: dict[str, Any]) -> None:
+        queue = props.get("QueueName") or f"support-agent-local-{name}"
+        attributes: dict[Any, str] = {
+            key: json.dumps(value) if isinstance(value, dict) else str(value)
+            for key, value in props.items()
+            if key in _QUEUE_ATTRIBUTES
+        }
+        client = boto3.client("sqs", region_name=REGION)
+        url = client.create_queue(QueueName=queue, Attributes=attributes)["QueueUrl"]
+        self.resolver.refs[name] = url
+        self.resolver.attributes[(name, "Arn")] = f"arn:aws:sqs:{REGION}:123456789012:{queue}"
+        self.resolver.attributes[(name, "QueueName")] = queue
+        self.resolver.attributes[(name, "QueueUrl")] = url
+
+    def _create_state_machine(self, name: str, props: dict[str, Any]) -> None:
+        definition_path = PROJECT_ROOT / props["DefinitionUri"]
+        definition = definition_path.read_text()
+        for key, value in (props.get("DefinitionSubstitutions") or {}).items():
+            definition = definition.replace("${" + key + "}", str(value))
+        client = boto3.client("stepfunctions", region_name=REGION)
+        arn = client.create_state_machine(
+            name=props.get("Name") or f"support-agent-local-{name}",
+            definition=definition,
+            roleArn="arn:aws:iam::123456789012:role/support-agent-local-states",
+            type=props.get("Type", "STANDARD"),
+        )["stateMachineArn"]
+        self.resolver.refs[name] = arn
+        self.resolver.attributes[(name, "Arn")] = arn
+        self.resolver.attributes[(name, "Name")] = arn.rsplit(":", 1)[-1]
+
+    def _create_secrets(self) -> None:
+        client = boto3.client("secretsmanager", region_name=REGION)
+        for parameter, value in LOCAL_SECRETS.items():
+            if parameter in self.resolver.parameters:
+                client.create_secret(Name=self.resolver.parameters[parameter], SecretString=json.dumps(value))
+
+    # --- what functions see --------------------------------------------------------------------------
+
+    def secret(self, parameter: str) -> dict[str, str]:
+        """Local value of the secret named by a template parameter."""
+        return LOCAL_SECRETS[parameter]
+
+    def ref(self, name: str) -> str:
+        return self.resolver.ref(name)
+
+    def function_ids(self) -> list[str]:
+        return [n for n, s in self.resources.items() if s["Type"] == "AWS::Serverless::Function"]
+
+    def function_spec(self, logical_id: str) -> dict[str, Any]:
+        return dict(self.resources[logical_id].get("Properties", {}))
+
+    def function_environment(self, logical_id: str) -> dict[str, str]:
+        """Globals' and the function's own Environment, resolved; the layer path mapped to the repo."""
+        glob = (
+            self.template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+        )
+        own = self.function_spec(logical_id).get("Environment", {}).get("Variables", {})
+        env = {k: str(self.resolver.resolve(v)) for k, v in {**glob, **own}.items()}
+        layer = str(PROJECT_ROOT / "layers" / "common")
+        return {k: v.replace(LAYER_MOUNT, layer) if v.startswith(LAYER_MOUNT) else v for k, v in env.items()}
+
+    def function_for_code(self, code_uri: str) -> str:
+        """Logical id of the function whose CodeUri is `code_uri` (for example functions/intake)."""
+        for logical_id in self.function_ids():
+            if self.function_spec(logical_id).get("CodeUri", "").rstrip("/") == code_uri.rstrip("/"):
+                return logical_id
+        raise KeyError(f"no function with CodeUri {code_uri} in template.yaml")
+
+    @contextmanager
+    def environment_of(self, logical_id: str) -> Iterator[dict[str, str]]:
+        """Run a block with the function's environment set (restored afterwards)."""
+        from support_agent.config import settings
+
+        env = self.function_environment(logical_id)
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        settings.cache_clear()
+        try:
+            yield env
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            settings.cache_clear()
+
+    def queue_url(self, logical_id: str) -> str:
+        return self.resolver.ref(logical_id)
+
+    def queue_arn(self, logical_id: str) -> str:
+        return self.resolver.get_att(logical_id, "Arn")
+
+
+_QUEUE_ATTRIBUTES = {
+    "VisibilityTimeout",
+    "MessageRetentionPeriod",
+    "RedrivePolicy",
+    "DelaySeconds",
+    "ReceiveMessageWaitTimeSeconds",
+    "FifoQueue",
+    "ContentBasedDeduplication",
+    "MaximumMessageSize",
+}
+
+_CREATORS: dict[str, Any] = {
+    "AWS::DynamoDB::Table": EmbeddedAws._create_table,
+    "AWS::SQS::Queue": EmbeddedAws._create_queue,
+    "AWS::Serverless::StateMachine": EmbeddedAws._create_state_machine,
+}
+
+
+def project_path(*parts: str) -> Path:
+    return PROJECT_ROOT.joinpath(*parts)

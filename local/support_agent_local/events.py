@@ -1,0 +1,79 @@
+"""Sample events in events/: prepared (signed at run time where the manifest says so) and invoked."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from support_agent.webhooks import SOURCES
+
+from support_agent_local.template import PROJECT_ROOT
+
+EVENTS_DIR = PROJECT_ROOT / "events"
+STALE_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class SampleEvent:
+    name: str
+    function: str
+    spec: dict[str, Any]
+
+    @property
+    def path(self) -> Path:
+        return EVENTS_DIR / self.name
+
+    def raw(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.path.read_text())
+        return data
+
+
+def manifest() -> dict[str, SampleEvent]:
+    """Every sample event with its preparation and expectation."""
+    data = json.loads((EVENTS_DIR / "manifest.json").read_text())
+    return {
+        name: SampleEvent(name, spec["function"], spec)
+        for name, spec in data.items()
+        if not name.startswith("_")
+    }
+
+
+def sample(name: str) -> SampleEvent:
+    """One sample event by file name (with or without the events/ prefix)."""
+    events = manifest()
+    key = Path(name).name
+    if key not in events:
+        raise KeyError(f"{name} is not listed in events/manifest.json")
+    return events[key]
+
+
+def webhook_headers(source: str, secret: str, body: bytes, timestamp: float | None = None) -> dict[str, str]:
+    """Signature headers a sender with `secret` would put on `body`."""
+    hook = SOURCES[source]
+    ts = time.time() if timestamp is None else timestamp
+    stamp = str(int(ts)) if source == "generic" else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    return {
+        hook.signature_header.lower(): hook.sign(secret, stamp, body),
+        hook.timestamp_header.lower(): stamp,
+    }
+
+
+def prepare(event: SampleEvent, secrets: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """The event ready to invoke: signatures computed now with the local secrets, as the manifest asks."""
+    data = event.raw()
+    signing = event.spec.get("signing", "none")
+    if signing == "none":
+        return data
+    if event.spec.get("source") in SOURCES:
+        secret = secrets["WebhookSecretName"][event.spec["source"]]
+        body = data["body"].encode()
+        if signing == "tampered":
+            body = sample(event.spec["signed_body_from"]).raw()["body"].encode()
+        when = time.time() - STALE_SECONDS if signing == "stale" else None
+        headers = webhook_headers(event.spec["source"], secret, body, when)
+        data["headers"] = {**data.get("headers", {}), **headers}
+        return data
+    raise ValueError(f"{event.name}: unknown signing {signing!r}")

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from support_agent import clock
+from support_agent.budget import DailySessionBudget, SessionTokenBudget
+from support_agent.models import SessionState, Ticket
+from support_agent.sessions import SessionExists, SessionRepository, TransitionRefused, session_id_for
+
+TICKET = Ticket(id="T-1", source="generic", subject="s", body="b", requester={"email": "a@example.com"})
+
+
+def test_daily_budget_stops_exactly_at_limit(stack):
+    budget = DailySessionBudget(stack.ref("BudgetsTable"))
+    results = [budget.take(3, UTC) for _ in range(5)]
+    assert [r.granted for r in results] == [True, True, True, False, False]
+    assert [r.used for r in results[:3]] == [1, 2, 3]
+    assert budget.used(UTC) == 3
+
+
+def test_daily_budget_day_follows_time_zone(stack, monkeypatch):
+    # 23:30 UTC on the 1st is already the 2nd in Tokyo: a separate counter.
+    monkeypatch.setattr(clock, "now", lambda: datetime(2026, 3, 1, 23, 30, tzinfo=UTC))
+    budget = DailySessionBudget(stack.ref("BudgetsTable"))
+    assert budget.take(1, UTC).day == "2026-03-01"
+    tokyo = budget.take(1, ZoneInfo("Asia/Tokyo"))
+    assert tokyo.granted and tokyo.day == "2026-03-02"
+
+
+def test_session_create_is_the_duplicate_check(stack):
+    repo = SessionRepository(stack.ref("SessionsTable"))
+    sid = session_id_for("generic", "evt_1")
+    assert sid == session_id_for("generic", "evt_1") != session_id_for("zendesk", "evt_1")
+    repo.create(sid, TICKET, SessionState.QUEUED)
+    with pytest.raises(SessionExists) as dup:
+        repo.create(sid, TICKET, SessionState.QUEUED)
+    assert dup.value.session.session_id == sid
+
+
+def test_transitions_are_conditional(stack):
+    repo = SessionRepository(stack.ref("SessionsTable"))
+    repo.create("s1", TICKET, SessionState.QUEUED)
+    running = repo.transition("s1", SessionState.QUEUED, SessionState.RUNNING)
+    assert running.state is SessionState.RUNNING
+    with pytest.raises(TransitionRefused):  # a redelivered start message
+        repo.transition("s1", SessionState.QUEUED, SessionState.RUNNING)
+    repo.transition("s1", SessionState.RUNNING, SessionState.AWAITING_APPROVAL, approval_id="apr_1")
+    back = repo.transition("s1", SessionState.AWAITING_APPROVAL, SessionState.RUNNING)
+    assert back.approval_id == "apr_1"
+    done = repo.transition("s1", SessionState.RUNNING, SessionState.RESPONDED, outcome="respond")
+    assert done.outcome == "respond"
+    with pytest.raises(ValueError, match="not an allowed transition"):
+        repo.transition("s1", SessionState.RESPONDED, SessionState.RUNNING)
+    with pytest.raises(TransitionRefused):
+        repo.transition("missing", SessionState.QUEUED, SessionState.RUNNING)
+
+
+def test_token_budget_charges_within_limit_only(stack):
+    repo = SessionRepository(stack.ref("SessionsTable"))
+    repo.create("s1", TICKET, SessionState.QUEUED)
+    tokens = SessionTokenBudget(stack.ref("SessionsTable"))
+    assert tokens.charge("s1", 600, 1000) == 600
+    assert tokens.charge("s1", 500, 1000) is None  # would reach 1100
+    assert tokens.charge("s1", 400, 1000) == 1000
+    assert tokens.charge("s1", 1, 1000) is None
+    assert tokens.record_overrun("s1", 7) == 1007
+    assert repo.get("s1").tokens_used == 1007
