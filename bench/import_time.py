@@ -53,10 +53,9 @@ def main() -> int:
     for name in took:
         median_ms = statistics.median(took[name]) * 1000
         ratio = statistics.median(ratios[name])
-        print(
-            f"{'functions/' + name + '/app.py':<32} {median_ms:7.1f} ms  ({ratio:.2f}x boto3, median of paired runs)"
-        )
-    print(f"runs: {args.runs} fresh interpreters per figure; python {sys.version.split()[0]}")
+        label = f"functions/{name}/app.py"
+        print(f"{label:<32} {median_ms:7.1f} ms  ({ratio:.2f}x boto3, median of paired runs)")
+    print(f"runs: {args.runs} fresh interpreters per figure; python {sys.version.split(maxsplit=1)[0]}")
     return 0
 
 
