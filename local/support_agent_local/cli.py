@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -72,6 +73,37 @@ def _audit_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _triage(args: argparse.Namespace) -> int:
+    import csv
+
+    from support_agent.config import default_policy_file
+    from support_agent.triage import Triage
+
+    if not args.offline:
+        print("error: only --offline triage runs from the CLI (the model classifies inside the agent)", file=sys.stderr)
+        return 2
+    triage = Triage(load_policy(args.policy or default_policy_file()))
+    with open(args.file, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if args.text_column not in (reader.fieldnames or []):
+            print(f"error: {args.file} has no column {args.text_column!r}", file=sys.stderr)
+            return 2
+        counts = {"auto": 0, "escalate": 0}
+        for row in reader:
+            result = triage.decide(row[args.text_column])
+            counts[result.route] += 1
+            out = {
+                "route": result.route,
+                "category": result.category,
+                "matched_rules": result.matched_rules,
+                "language": result.classification.language,
+                "sentiment": result.classification.sentiment,
+            }
+            print(json.dumps(out) if args.jsonl else f"{result.route:<9} {result.category:<20} {row[args.text_column]}")
+    print(f"{counts['auto']} auto, {counts['escalate']} escalate", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="support-agent", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -104,6 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--table", help="audit table name (default: $AUDIT_TABLE)")
     export.add_argument("--session", required=True)
     export.set_defaults(run=_audit_export)
+
+    triage = sub.add_parser("triage", help="route each row of a CSV file (auto or escalate) with the guard rules")
+    triage.add_argument("file")
+    triage.add_argument("--text-column", default="text")
+    triage.add_argument("--policy", help="policy file (default: policies/acme-support.yaml)")
+    triage.add_argument("--offline", action="store_true", help="guard rules and the offline classifier only")
+    triage.add_argument("--jsonl", action="store_true", help="one JSON object per row, in input order")
+    triage.set_defaults(run=_triage)
 
     for register in EXTRA_COMMANDS:
         register(sub)

@@ -12,8 +12,8 @@ _LAYER_ROOT = Path(__file__).resolve().parent
 
 
 def default_policy_file() -> str:
-    """Policy bundled with the layer, used when POLICY_FILE is not set."""
-    return str(_LAYER_ROOT / "data" / "policies" / "acme-support.yaml")
+    """Policy bundled with the layer (policies/ sits beside the package there), used when POLICY_FILE is unset."""
+    return str(_LAYER_ROOT.parent / "policies" / "acme-support.yaml")
 
 
 class Settings(BaseModel):

@@ -1,0 +1,193 @@
+"""Triage: deterministic guard rules from the policy file, combined with a classification.
+
+The classification comes from the model (structured, validated here) or, offline, from keyword rules.
+The guard can only make the route stricter: if any guard category matches, the ticket goes to a human
+whatever the classification says. A low-confidence classification also goes to a human.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from support_agent.policy import Policy
+
+ESCALATION_CATEGORIES = frozenset(
+    {"refund_request", "account_deletion", "billing_dispute", "complaint", "legal_or_regulatory", "human_request"}
+)
+AUTO_CATEGORIES = frozenset(
+    {
+        "password_reset",
+        "order_status",
+        "shipping",
+        "order_change",
+        "billing_question",
+        "invoice_request",
+        "refund_status",
+        "refund_policy",
+        "plan_question",
+        "profile_update",
+        "feature_question",
+        "troubleshooting",
+        "feedback",
+        "general",
+    }
+)
+Route = Literal["auto", "escalate"]
+
+
+class Classification(BaseModel):
+    """What a classifier (the model or the offline rules) says about a ticket."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    category: str = Field(description="one of the escalation or auto categories")
+    confidence: float = Field(ge=0, le=1)
+    sentiment: Literal["positive", "neutral", "negative", "angry"] = "neutral"
+    language: str = Field(default="en", pattern=r"^[a-z]{2}$")
+    summary: str = Field(default="", max_length=300)
+
+
+class TriageResult(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
+    route: Route
+    category: str
+    matched_rules: list[str]
+    classification: Classification
+    reason: str
+
+
+@dataclass(frozen=True)
+class _Category:
+    name: str
+    patterns: tuple[re.Pattern[str], ...]
+    unless: tuple[re.Pattern[str], ...]
+
+
+@dataclass
+class Guard:
+    """The policy file's triage categories, compiled."""
+
+    policy: Policy
+    _categories: list[_Category] = field(init=False)
+
+    def __post_init__(self) -> None:
+        flags = re.IGNORECASE | re.UNICODE
+        self._categories = [
+            _Category(
+                name,
+                tuple(re.compile(p, flags) for p in spec.patterns),
+                tuple(re.compile(p, flags) for p in spec.unless),
+            )
+            for name, spec in self.policy.document.triage.categories.items()
+        ]
+
+    def check(self, text: str) -> list[str]:
+        """Names of the rules that match, as `category[#pattern]`; empty when the guard lets it pass."""
+        hits = []
+        for category in self._categories:
+            matched = [i for i, p in enumerate(category.patterns) if p.search(text)]
+            if matched and not any(p.search(text) for p in category.unless):
+                hits.extend(f"{category.name}#{i}" for i in matched)
+        return hits
+
+
+# --- offline classifier ---------------------------------------------------------------------------------
+
+_OFFLINE_RULES: tuple[tuple[str, str], ...] = (
+    ("refund_status", r"\brefund\w*\b.*\b(status|track|anything new|progress|approved)|\b(status|track)\w*\b.*\brefund"),
+    ("refund_policy", r"\b(refund|money back)\w*\b.*\b(polic|case|circumstance|condition|how long)|refundable"),
+    ("password_reset", r"pass\s*word|passwd|\blog\s*-?\s*in\b|\blogin\b|sign\s*-?\s*in|locked\s+out|\breset\b|2fa|two.factor"),
+    ("invoice_request", r"invoice|receipt|bill\b|billing\s+statement|factura|rechnung|facture|fattura"),
+    ("billing_question", r"payment|charge|billing|card|pay\b|paid|price|pricing|fee|cancellation\s+(fee|charge)"),
+    ("order_change", r"(cancel|change|modify|edit|update)\w*\s+(my\s+|the\s+|an\s+)?(last\s+)?(order|purchase)"),
+    ("order_status", r"\border\b|\btrack|package|parcel|deliver|pedido|bestellung|commande|ordine"),
+    ("shipping", r"ship|address|courier|post(age|al)|envío|versand|livraison|spedizione"),
+    ("plan_question", r"\bplan\b|upgrade|downgrade|subscription|trial|premium|pro\s+plan|seats?\b"),
+    ("profile_update", r"(change|edit|update|modify|correct)\w*\s+(my\s+|the\s+)?(name|profile|info|information|data|details|account|email|notification)|newsletter|unsubscribe|switch\w*\s+(user|account)"),
+    ("troubleshooting", r"error|not\s+working|doesn.?t\s+work|broken|crash|bug|fail\w*|slow|sync|problem|issue"),
+    ("feature_question", r"how\s+(do|can|to)|feature|export|integrat|api\b|support\s+for|does\s+it|is\s+there\s+a\s+way|register|sign\s*up|create\s+an?\s+account|open\s+an?\s+account"),
+    ("feedback", r"review|feedback|suggest"),
+)
+_COMPILED_OFFLINE = tuple((name, re.compile(p, re.I)) for name, p in _OFFLINE_RULES)
+_LANG_WORDS = {
+    "es": {"el", "la", "de", "que", "mi", "por", "para", "con", "una", "hola", "gracias", "pedido", "cuenta", "no", "es"},
+    "de": {"der", "die", "das", "und", "ich", "nicht", "mein", "meine", "bitte", "danke", "ist", "mit", "konto"},
+    "fr": {"le", "la", "les", "et", "je", "mon", "ma", "est", "pas", "bonjour", "merci", "une", "pour", "compte"},
+    "it": {"il", "la", "che", "non", "mio", "mia", "per", "grazie", "buongiorno", "sono", "una", "ordine"},
+    "pt": {"o", "a", "que", "não", "meu", "minha", "para", "obrigado", "olá", "uma", "com", "conta", "pedido"},
+    "nl": {"de", "het", "een", "ik", "niet", "mijn", "en", "is", "dank", "bedankt", "alstublieft", "bestelling"},
+    "en": {"the", "and", "i", "my", "is", "to", "a", "of", "it", "you", "please", "thanks", "hi", "hello"},
+}
+_NEGATIVE = re.compile(
+    r"\b(angry|furious|terrible|awful|horrible|worst|unacceptable|ridiculous|disgust\w*|hate|fed up|"
+    r"not happy|unhappy|disappoint\w*|frustrat\w*|annoy\w*|fucking|bloody|damn)\b",
+    re.I,
+)
+
+
+def detect_language(text: str) -> str:
+    """Best-effort two-letter language code from common words (offline only)."""
+    words = re.findall(r"[a-zà-ÿ]+", text.lower())
+    scores = {lang: sum(w in vocab for w in words) for lang, vocab in _LANG_WORDS.items()}
+    best = max(scores, key=lambda lang: scores[lang])
+    return best if scores[best] > 0 else "en"
+
+
+def offline_classify(text: str, guard_hits: list[str]) -> Classification:
+    """Keyword classification used without a model; escalation categories come from the guard."""
+    negative = bool(_NEGATIVE.search(text))
+    sentiment: Literal["negative", "neutral"] = "negative" if negative else "neutral"
+    language = detect_language(text)
+    if guard_hits:
+        category = guard_hits[0].split("#", 1)[0]
+        return Classification(category=category, confidence=0.9, sentiment=sentiment, language=language)
+    for name, pattern in _COMPILED_OFFLINE:
+        if pattern.search(text):
+            return Classification(category=name, confidence=0.8, sentiment=sentiment, language=language)
+    return Classification(category="general", confidence=0.7, sentiment=sentiment, language=language)
+
+
+@dataclass
+class Triage:
+    """Guard plus classifier: decides whether a ticket may be answered by the agent."""
+
+    policy: Policy
+
+    @cached_property
+    def guard(self) -> Guard:
+        return Guard(self.policy)
+
+    @property
+    def min_confidence(self) -> float:
+        return self.policy.document.triage.min_confidence
+
+    def decide(self, text: str, classification: Classification | None = None) -> TriageResult:
+        """Route `text`; with no classification the offline classifier is used."""
+        hits = self.guard.check(text)
+        cls = classification or offline_classify(text, hits)
+        if hits:
+            category = hits[0].split("#", 1)[0]
+            return TriageResult(
+                route="escalate", category=category, matched_rules=hits, classification=cls, reason="guard rule"
+            )
+        if cls.category in ESCALATION_CATEGORIES:
+            return TriageResult(
+                route="escalate", category=cls.category, matched_rules=[], classification=cls, reason="classifier"
+            )
+        if cls.category not in AUTO_CATEGORIES or cls.confidence < self.min_confidence:
+            return TriageResult(
+                route="escalate",
+                category=cls.category,
+                matched_rules=[],
+                classification=cls,
+                reason=f"classification below confidence {self.min_confidence} or unknown category",
+            )
+        return TriageResult(
+            route="auto", category=cls.category, matched_rules=[], classification=cls, reason="no guard rule matched"
+        )
