@@ -80,7 +80,10 @@ def _triage(args: argparse.Namespace) -> int:
     from support_agent.triage import Triage
 
     if not args.offline:
-        print("error: only --offline triage runs from the CLI (the model classifies inside the agent)", file=sys.stderr)
+        print(
+            "error: only --offline triage runs from the CLI (the model classifies inside the agent)",
+            file=sys.stderr,
+        )
         return 2
     triage = Triage(load_policy(args.policy or default_policy_file()))
     with open(args.file, newline="", encoding="utf-8") as handle:
@@ -99,7 +102,11 @@ def _triage(args: argparse.Namespace) -> int:
                 "language": result.classification.language,
                 "sentiment": result.classification.sentiment,
             }
-            print(json.dumps(out) if args.jsonl else f"{result.route:<9} {result.category:<20} {row[args.text_column]}")
+            print(
+                json.dumps(out)
+                if args.jsonl
+                else f"{result.route:<9} {result.category:<20} {row[args.text_column]}"
+            )
     print(f"{counts['auto']} auto, {counts['escalate']} escalate", file=sys.stderr)
     return 0
 
@@ -137,7 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--session", required=True)
     export.set_defaults(run=_audit_export)
 
-    triage = sub.add_parser("triage", help="route each row of a CSV file (auto or escalate) with the guard rules")
+    triage = sub.add_parser(
+        "triage", help="route each row of a CSV file (auto or escalate) with the guard rules"
+    )
     triage.add_argument("file")
     triage.add_argument("--text-column", default="text")
     triage.add_argument("--policy", help="policy file (default: policies/acme-support.yaml)")

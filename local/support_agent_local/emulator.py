@@ -30,7 +30,7 @@ LOCAL_SECRETS: dict[str, dict[str, str]] = {
         "zendesk": "local-zendesk-signing-secret",
     },
     "SlackSecretName": {"bot_token": "xoxb-local-bot-token", "signing_secret": "local-slack-signing-secret"},
-    "AnthropicSecretName": {"api_key": ""},
+    "AnthropicSecretName": {"api_key": os.environ.get("ANTHROPIC_API_KEY", "")},
 }
 
 
@@ -58,7 +58,9 @@ class EmbeddedAws:
     template: dict[str, Any] = field(default_factory=load_template)
 
     def __post_init__(self) -> None:
-        params = {**samconfig_parameters(self.config_env), **self.parameters}
+        # Claude when a key is at hand, else the documented offline provider.
+        model = {"ModelProvider": "anthropic" if os.environ.get("ANTHROPIC_API_KEY") else "offline"}
+        params = {**samconfig_parameters(self.config_env), **model, **self.parameters}
         self.resolver = Resolver(self.template, params)
         self.resources: dict[str, dict[str, Any]] = self.template.get("Resources", {})
         self._mock: Any = None
@@ -111,6 +113,10 @@ class EmbeddedAws:
             if not progressed:
                 raise RuntimeError(f"cannot resolve properties of {sorted(pending)}")
         self._create_secrets()
+        if "EmbeddedDataTable" in self.resolver.refs:
+            from support_agent.adapters.embedded import seed
+
+            seed(self.resolver.refs["EmbeddedDataTable"])
 
     def _create_table(self, name: str, props: dict[str, Any]) -> None:
         table = props.get("TableName") or f"support-agent-local-{name}"

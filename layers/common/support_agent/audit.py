@@ -63,6 +63,10 @@ def scrub(details: dict[str, Any]) -> dict[str, Any]:
     return clean
 
 
+class WriteRefused(Exception):
+    """An item written together with audit entries failed its condition; nothing was written."""
+
+
 @dataclass
 class Problem:
     session_id: str
@@ -93,10 +97,82 @@ class AuditTrail:
         self._client = client
         # Last (seq, hash) we wrote per session: saves a read per append within one invocation.
         self._heads: dict[str, tuple[int, str]] = {}
+        self._pending: dict[str, list[dict[str, Any]]] = {}
 
     @property
     def client(self) -> DynamoDBClient:
         return self._client or aws.dynamodb()
+
+    def record(
+        self,
+        session_id: str,
+        *,
+        actor: str,
+        action: str,
+        resource: str,
+        decision: str,
+        outcome: str,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Buffer an entry; `flush` writes buffered entries together (before any side effect they cover)."""
+        self._pending.setdefault(session_id, []).append(
+            {
+                "actor": actor,
+                "action": action,
+                "resource": resource,
+                "decision": decision,
+                "outcome": outcome,
+                "details": scrub(details or {}),
+                "time": clock.iso(),
+            }
+        )
+
+    def flush(self, session_id: str, with_items: list[dict[str, Any]] | None = None) -> list[AuditEntry]:
+        """Write the session's buffered entries in one transaction, together with `with_items`
+        (for example the session's state change), so a state change is never without its audit entries.
+
+        Raises WriteRefused when one of `with_items` fails its condition (nothing is written then).
+        """
+        pending = self._pending.get(session_id, [])
+        extra = with_items or []
+        if not pending and not extra:
+            return []
+        for _attempt in range(8):
+            seq, prev = self._heads.get(session_id) or self._read_head(session_id)
+            entries = []
+            for fields in pending:
+                entry = AuditEntry(session_id=session_id, seq=seq + 1, prev_hash=prev, **fields)
+                entry.hash = entry.compute_hash()
+                entries.append(entry)
+                seq, prev = entry.seq, entry.hash
+            puts = [
+                {
+                    "Put": {
+                        "TableName": self.table,
+                        "Item": aws.to_item(
+                            {**e.model_dump(), "details": json.dumps(e.details, sort_keys=True)}
+                        ),
+                        "ConditionExpression": "attribute_not_exists(seq)",
+                    }
+                }
+                for e in entries
+            ]
+            try:
+                self.client.transact_write_items(TransactItems=[*puts, *extra])  # type: ignore[list-item]
+            except Exception as exc:
+                if not aws.is_conditional_failure(exc):
+                    raise
+                reasons = getattr(exc, "response", {}).get("CancellationReasons", [])
+                codes = [r.get("Code", "None") for r in reasons]
+                if any(c == "ConditionalCheckFailed" for c in codes[len(puts) :]):
+                    raise WriteRefused(f"a state change for {session_id} was refused") from None
+                self._heads.pop(session_id, None)
+                continue
+            self._pending.pop(session_id, None)
+            if entries:
+                self._heads[session_id] = (entries[-1].seq, entries[-1].hash)
+            return entries
+        raise RuntimeError(f"audit flush for {session_id} lost the race 8 times")
 
     def new_chain(self, session_id: str) -> None:
         """Declare a session that has no entries yet (skips the head lookup on its first append)."""

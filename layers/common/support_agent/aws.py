@@ -42,13 +42,25 @@ _DESERIALIZER: Any = None
 
 
 def to_item(data: dict[str, Any]) -> dict[str, Any]:
-    """Python dict to DynamoDB attribute values (floats are not allowed: amounts are integer cents)."""
+    """Python dict to DynamoDB attribute values (floats become exact decimals of their repr)."""
     global _SERIALIZER
     if _SERIALIZER is None:
         from boto3.dynamodb.types import TypeSerializer
 
         _SERIALIZER = TypeSerializer()
-    return {k: _SERIALIZER.serialize(v) for k, v in data.items() if v is not None}
+    return {k: _SERIALIZER.serialize(_decimals(v)) for k, v in data.items() if v is not None}
+
+
+def _decimals(value: Any) -> Any:
+    from decimal import Decimal
+
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: _decimals(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_decimals(v) for v in value]
+    return value
 
 
 def from_item(item: dict[str, Any]) -> dict[str, Any]:

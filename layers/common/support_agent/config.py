@@ -30,6 +30,13 @@ class Settings(BaseModel):
     webhook_secret_name: str = "support-agent/webhook-signing"
     slack_secret_name: str = "support-agent/slack"
     anthropic_secret_name: str = "support-agent/anthropic"
+    embedded_data_table: str = "support-agent-embedded"
+    model_id: str = "claude-sonnet-4-5"
+    bedrock_model_id: str = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+    model_timeout_seconds: float = 60.0
+    max_turns: int = 8
+    max_reminders: int = 2
+    human_group: str = "tier-2-humans"
     session_ttl_days: int = 90
     dedupe_ttl_days: int = 7
     signature_tolerance_seconds: int = 300

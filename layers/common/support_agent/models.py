@@ -77,3 +77,81 @@ class AgentMessage(BaseModel):
     session_id: str = Field(min_length=1, max_length=80)
     approval_id: str | None = None
     decision: dict[str, Any] | None = None
+
+
+class Customer(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
+    id: str
+    name: str
+    email: str
+    plan: str
+    signup_date: str
+    lifetime_value_cents: int
+    locale: str = "en"
+    notifications: dict[str, bool] = Field(default_factory=dict)
+    status: str = "active"
+
+    def tenure_months(self, today: str) -> int:
+        """Whole months between signup and `today` (ISO dates)."""
+        y1, m1, d1 = (int(x) for x in self.signup_date[:10].split("-"))
+        y2, m2, d2 = (int(x) for x in today[:10].split("-"))
+        return max(0, (y2 - y1) * 12 + (m2 - m1) - (1 if d2 < d1 else 0))
+
+
+class Order(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
+    id: str
+    customer_id: str
+    ordered_at: str
+    items: list[dict[str, Any]]
+    total_cents: int
+    status: str
+    carrier: str | None = None
+    tracking: str | None = None
+    shipped_at: str | None = None
+    eta: str | None = None
+
+
+class Invoice(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
+    id: str
+    customer_id: str
+    period: str
+    description: str
+    amount_cents: int
+    status: str
+    paid_at: str | None = None
+    refunded_cents: int = 0
+
+
+class Comment(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
+    author: str
+    public: bool
+    body: str
+    created_at: str
+
+
+class Refund(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
+    id: str
+    customer_id: str
+    invoice_id: str
+    amount_cents: int
+    idempotency_key: str
+    created_at: str
+
+
+class Article(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
+    id: str
+    title: str
+    snippet: str
+    url: str
+    score: float

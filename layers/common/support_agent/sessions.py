@@ -98,23 +98,40 @@ class SessionRepository:
             raise ValueError(f"{expected.value} → {new.value} is not an allowed transition")
         return self.update(session_id, expected, state=new, **fields)
 
-    def update(self, session_id: str, expected: SessionState, **fields: Any) -> Session:
-        """Set fields on a session that is still in `expected` state (a guarded write)."""
+    def transition_item(
+        self, session_id: str, expected: SessionState, new: SessionState, **fields: Any
+    ) -> dict[str, Any]:
+        """The same guarded transition as `transition`, as an item for a TransactWriteItems call."""
+        if new not in TRANSITIONS[expected]:
+            raise ValueError(f"{expected.value} → {new.value} is not an allowed transition")
+        return {
+            "Update": {
+                "TableName": self.table,
+                **self._update_args(session_id, expected, state=new, **fields),
+            }
+        }
+
+    def _update_args(self, session_id: str, expected: SessionState, **fields: Any) -> dict[str, Any]:
         fields["updated_at"] = clock.iso()
         names = {f"#f{i}": name for i, name in enumerate(fields)}
         values = aws.to_item({f":v{i}": _jsonable(v) for i, v in enumerate(fields.values())})
         sets = ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)) if f":v{i}" in values)
         removes = ", ".join(f"#f{i}" for i in range(len(fields)) if f":v{i}" not in values)
-        expression = f"SET {sets}" + (f" REMOVE {removes}" if removes else "")
+        return {
+            "Key": _key(session_id),
+            "UpdateExpression": f"SET {sets}" + (f" REMOVE {removes}" if removes else ""),
+            "ConditionExpression": "attribute_exists(pk) AND #state = :expected",
+            "ExpressionAttributeNames": {**names, "#state": "state"},
+            "ExpressionAttributeValues": {**values, ":expected": {"S": expected.value}},
+        }
+
+    def update(self, session_id: str, expected: SessionState, **fields: Any) -> Session:
+        """Set fields on a session that is still in `expected` state (a guarded write)."""
         try:
             resp = self.client.update_item(
                 TableName=self.table,
-                Key=_key(session_id),
-                UpdateExpression=expression,
-                ConditionExpression="attribute_exists(pk) AND #state = :expected",
-                ExpressionAttributeNames={**names, "#state": "state"},
-                ExpressionAttributeValues={**values, ":expected": {"S": expected.value}},
                 ReturnValues="ALL_NEW",
+                **self._update_args(session_id, expected, **fields),
             )
         except Exception as exc:
             if aws.is_conditional_failure(exc):

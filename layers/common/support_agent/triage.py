@@ -17,7 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from support_agent.policy import Policy
 
 ESCALATION_CATEGORIES = frozenset(
-    {"refund_request", "account_deletion", "billing_dispute", "complaint", "legal_or_regulatory", "human_request"}
+    {
+        "refund_request",
+        "account_deletion",
+        "billing_dispute",
+        "complaint",
+        "legal_or_regulatory",
+        "human_request",
+    }
 )
 AUTO_CATEGORIES = frozenset(
     {
@@ -89,7 +96,7 @@ class Guard:
 
     def check(self, text: str) -> list[str]:
         """Names of the rules that match, as `category[#pattern]`; empty when the guard lets it pass."""
-        hits = []
+        hits: list[str] = []
         for category in self._categories:
             matched = [i for i, p in enumerate(category.patterns) if p.search(text)]
             if matched and not any(p.search(text) for p in category.unless):
@@ -100,28 +107,124 @@ class Guard:
 # --- offline classifier ---------------------------------------------------------------------------------
 
 _OFFLINE_RULES: tuple[tuple[str, str], ...] = (
-    ("refund_status", r"\brefund\w*\b.*\b(status|track|anything new|progress|approved)|\b(status|track)\w*\b.*\brefund"),
-    ("refund_policy", r"\b(refund|money back)\w*\b.*\b(polic|case|circumstance|condition|how long)|refundable"),
-    ("password_reset", r"pass\s*word|passwd|\blog\s*-?\s*in\b|\blogin\b|sign\s*-?\s*in|locked\s+out|\breset\b|2fa|two.factor"),
+    (
+        "refund_status",
+        r"\brefund\w*\b.*\b(status|track|anything new|progress|approved)|\b(status|track)\w*\b.*\brefund",
+    ),
+    (
+        "refund_policy",
+        r"\b(refund|money back)\w*\b.*\b(polic|case|circumstance|condition|how long)|refundable",
+    ),
+    (
+        "password_reset",
+        r"pass\s*word|passwd|\blog\s*-?\s*in\b|\blogin\b|sign\s*-?\s*in|locked\s+out|\breset\b|2fa|two.factor",
+    ),
     ("invoice_request", r"invoice|receipt|bill\b|billing\s+statement|factura|rechnung|facture|fattura"),
-    ("billing_question", r"payment|charge|billing|card|pay\b|paid|price|pricing|fee|cancellation\s+(fee|charge)"),
-    ("order_change", r"(cancel|change|modify|edit|update)\w*\s+(my\s+|the\s+|an\s+)?(last\s+)?(order|purchase)"),
+    (
+        "billing_question",
+        r"payment|charge|billing|card|pay\b|paid|price|pricing|fee|cancellation\s+(fee|charge)",
+    ),
+    (
+        "order_change",
+        r"(cancel|change|modify|edit|update)\w*\s+(my\s+|the\s+|an\s+)?(last\s+)?(order|purchase)",
+    ),
     ("order_status", r"\border\b|\btrack|package|parcel|deliver|pedido|bestellung|commande|ordine"),
     ("shipping", r"ship|address|courier|post(age|al)|envío|versand|livraison|spedizione"),
     ("plan_question", r"\bplan\b|upgrade|downgrade|subscription|trial|premium|pro\s+plan|seats?\b"),
-    ("profile_update", r"(change|edit|update|modify|correct)\w*\s+(my\s+|the\s+)?(name|profile|info|information|data|details|account|email|notification)|newsletter|unsubscribe|switch\w*\s+(user|account)"),
-    ("troubleshooting", r"error|not\s+working|doesn.?t\s+work|broken|crash|bug|fail\w*|slow|sync|problem|issue"),
-    ("feature_question", r"how\s+(do|can|to)|feature|export|integrat|api\b|support\s+for|does\s+it|is\s+there\s+a\s+way|register|sign\s*up|create\s+an?\s+account|open\s+an?\s+account"),
+    (
+        "profile_update",
+        r"(change|edit|update|modify|correct)\w*\s+(my\s+|the\s+)?(name|profile|info|information|data|details|account|email|notification)|newsletter|unsubscribe|switch\w*\s+(user|account)",
+    ),
+    (
+        "troubleshooting",
+        r"error|not\s+working|doesn.?t\s+work|broken|crash|bug|fail\w*|slow|sync|problem|issue",
+    ),
+    (
+        "feature_question",
+        r"how\s+(do|can|to)|feature|export|integrat|api\b|support\s+for|does\s+it|is\s+there\s+a\s+way|register|sign\s*up|create\s+an?\s+account|open\s+an?\s+account",
+    ),
     ("feedback", r"review|feedback|suggest"),
 )
 _COMPILED_OFFLINE = tuple((name, re.compile(p, re.I)) for name, p in _OFFLINE_RULES)
 _LANG_WORDS = {
-    "es": {"el", "la", "de", "que", "mi", "por", "para", "con", "una", "hola", "gracias", "pedido", "cuenta", "no", "es"},
-    "de": {"der", "die", "das", "und", "ich", "nicht", "mein", "meine", "bitte", "danke", "ist", "mit", "konto"},
-    "fr": {"le", "la", "les", "et", "je", "mon", "ma", "est", "pas", "bonjour", "merci", "une", "pour", "compte"},
+    "es": {
+        "el",
+        "la",
+        "de",
+        "que",
+        "mi",
+        "por",
+        "para",
+        "con",
+        "una",
+        "hola",
+        "gracias",
+        "pedido",
+        "cuenta",
+        "no",
+        "es",
+    },
+    "de": {
+        "der",
+        "die",
+        "das",
+        "und",
+        "ich",
+        "nicht",
+        "mein",
+        "meine",
+        "bitte",
+        "danke",
+        "ist",
+        "mit",
+        "konto",
+    },
+    "fr": {
+        "le",
+        "la",
+        "les",
+        "et",
+        "je",
+        "mon",
+        "ma",
+        "est",
+        "pas",
+        "bonjour",
+        "merci",
+        "une",
+        "pour",
+        "compte",
+    },
     "it": {"il", "la", "che", "non", "mio", "mia", "per", "grazie", "buongiorno", "sono", "una", "ordine"},
-    "pt": {"o", "a", "que", "não", "meu", "minha", "para", "obrigado", "olá", "uma", "com", "conta", "pedido"},
-    "nl": {"de", "het", "een", "ik", "niet", "mijn", "en", "is", "dank", "bedankt", "alstublieft", "bestelling"},
+    "pt": {
+        "o",
+        "a",
+        "que",
+        "não",
+        "meu",
+        "minha",
+        "para",
+        "obrigado",
+        "olá",
+        "uma",
+        "com",
+        "conta",
+        "pedido",
+    },
+    "nl": {
+        "de",
+        "het",
+        "een",
+        "ik",
+        "niet",
+        "mijn",
+        "en",
+        "is",
+        "dank",
+        "bedankt",
+        "alstublieft",
+        "bestelling",
+    },
     "en": {"the", "and", "i", "my", "is", "to", "a", "of", "it", "you", "please", "thanks", "hi", "hello"},
 }
 _NEGATIVE = re.compile(
@@ -174,11 +277,19 @@ class Triage:
         if hits:
             category = hits[0].split("#", 1)[0]
             return TriageResult(
-                route="escalate", category=category, matched_rules=hits, classification=cls, reason="guard rule"
+                route="escalate",
+                category=category,
+                matched_rules=hits,
+                classification=cls,
+                reason="guard rule",
             )
         if cls.category in ESCALATION_CATEGORIES:
             return TriageResult(
-                route="escalate", category=cls.category, matched_rules=[], classification=cls, reason="classifier"
+                route="escalate",
+                category=cls.category,
+                matched_rules=[],
+                classification=cls,
+                reason="classifier",
             )
         if cls.category not in AUTO_CATEGORIES or cls.confidence < self.min_confidence:
             return TriageResult(
@@ -189,5 +300,9 @@ class Triage:
                 reason=f"classification below confidence {self.min_confidence} or unknown category",
             )
         return TriageResult(
-            route="auto", category=cls.category, matched_rules=[], classification=cls, reason="no guard rule matched"
+            route="auto",
+            category=cls.category,
+            matched_rules=[],
+            classification=cls,
+            reason="no guard rule matched",
         )

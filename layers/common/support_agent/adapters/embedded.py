@@ -1,0 +1,307 @@
+"""Embedded adapters: a small helpdesk, CRM, billing and account system in one DynamoDB table.
+
+They ship with sample data (data/sample_data.json) so the whole pipeline runs without third-party
+accounts. Keys: CUSTOMER#id with PROFILE / ORDER#id / INVOICE#id; EMAIL#address → customer id;
+TICKET#id with TICKET / COMMENT#time#n; REFUND#key; OUTBOX#key for mails the system sends.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from support_agent import aws, clock
+from support_agent.adapters.ports import AdapterError, Adapters
+from support_agent.models import Comment, Customer, Invoice, Order, Refund, Ticket
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+SAMPLE_DATA = Path(__file__).resolve().parents[1] / "data" / "sample_data.json"
+PROFILE_FIELDS = {"name", "notifications"}
+
+
+class _Table:
+    def __init__(self, table: str, client: DynamoDBClient | None = None) -> None:
+        self.table = table
+        self._client = client
+
+    @property
+    def client(self) -> DynamoDBClient:
+        return self._client or aws.dynamodb()
+
+    def get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        item = self.client.get_item(TableName=self.table, Key=_k(pk, sk)).get("Item")
+        return aws.from_item(item) if item else None
+
+    def query(self, pk: str, prefix: str) -> list[dict[str, Any]]:
+        resp = self.client.query(
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
+            ExpressionAttributeValues={":pk": {"S": pk}, ":p": {"S": prefix}},
+        )
+        return [aws.from_item(i) for i in resp.get("Items", [])]
+
+    def put(self, pk: str, sk: str, data: dict[str, Any], only_new: bool = False) -> bool:
+        """Write an item; with only_new, return False instead of overwriting."""
+        kwargs: dict[str, Any] = {"TableName": self.table, "Item": {**_k(pk, sk), **aws.to_item(data)}}
+        if only_new:
+            kwargs["ConditionExpression"] = "attribute_not_exists(pk)"
+        try:
+            self.client.put_item(**kwargs)
+        except Exception as exc:
+            if only_new and aws.is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+
+def _k(pk: str, sk: str) -> dict[str, Any]:
+    return {"pk": {"S": pk}, "sk": {"S": sk}}
+
+
+def _strip(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in item.items() if k not in {"pk", "sk", "kind"}}
+
+
+class EmbeddedTickets(_Table):
+    """A minimal helpdesk: tickets, public replies, internal notes, status and assignment."""
+
+    def ensure_ticket(self, ticket: Ticket) -> None:
+        self.put(
+            f"TICKET#{ticket.id}",
+            "TICKET",
+            {
+                "subject": ticket.subject,
+                "status": "new",
+                "requester": ticket.requester.email,
+                "assignee": None,
+            },
+            only_new=True,
+        )
+
+    def list_comments(self, ticket_id: str) -> list[Comment]:
+        items = self.query(f"TICKET#{ticket_id}", "COMMENT#")
+        return [Comment.model_validate(_strip(i)) for i in items]
+
+    def _comment(self, ticket_id: str, author: str, public: bool, body: str, key: str) -> None:
+        now = clock.iso()
+        self.put(
+            f"TICKET#{ticket_id}",
+            f"COMMENT#{now}#{key}",
+            {"author": author, "public": public, "body": body, "created_at": now},
+        )
+
+    def post_reply(self, ticket_id: str, body: str, idempotency_key: str) -> None:
+        self._comment(ticket_id, "agent:support-agent", True, body, idempotency_key)
+
+    def respond(self, ticket_id: str, reply: str, note: str, status: str, idempotency_key: str) -> None:
+        now = clock.iso()
+        pk = f"TICKET#{ticket_id}"
+
+        def comment(public: bool, body: str, suffix: str) -> Any:
+            data = {"author": "agent:support-agent", "public": public, "body": body, "created_at": now}
+            item = {**_k(pk, f"COMMENT#{now}#{idempotency_key}{suffix}"), **aws.to_item(data)}
+            return {"Put": {"TableName": self.table, "Item": item}}
+
+        self.client.transact_write_items(
+            TransactItems=[
+                comment(True, reply, ""),
+                comment(False, note, "-note"),
+                {
+                    "Update": {
+                        "TableName": self.table,
+                        "Key": _k(pk, "TICKET"),
+                        "UpdateExpression": "SET #s = :s",
+                        "ExpressionAttributeNames": {"#s": "status"},
+                        "ExpressionAttributeValues": {":s": {"S": status}},
+                    }
+                },
+            ]
+        )
+
+    def add_note(self, ticket_id: str, body: str, idempotency_key: str) -> None:
+        self._comment(ticket_id, "agent:support-agent", False, body, idempotency_key)
+
+    def _update(self, ticket_id: str, field: str, value: str) -> None:
+        self.client.update_item(
+            TableName=self.table,
+            Key=_k(f"TICKET#{ticket_id}", "TICKET"),
+            UpdateExpression="SET #f = :v",
+            ExpressionAttributeNames={"#f": field},
+            ExpressionAttributeValues={":v": {"S": value}},
+        )
+
+    def set_status(self, ticket_id: str, status: str) -> None:
+        self._update(ticket_id, "status", status)
+
+    def assign(self, ticket_id: str, group: str) -> None:
+        self._update(ticket_id, "assignee", group)
+
+    def get_state(self, ticket_id: str) -> dict[str, Any]:
+        return _strip(self.get(f"TICKET#{ticket_id}", "TICKET") or {})
+
+
+class EmbeddedCrm(_Table):
+    def get_customer(self, customer_id: str) -> Customer | None:
+        item = self.get(f"CUSTOMER#{customer_id}", "PROFILE")
+        return Customer.model_validate(_strip(item)) if item else None
+
+    def find_customer_by_email(self, email: str) -> Customer | None:
+        link = self.get(f"EMAIL#{email.strip().lower()}", "CUSTOMER")
+        return self.get_customer(link["customer_id"]) if link else None
+
+    def list_orders(self, customer_id: str) -> list[Order]:
+        items = self.query(f"CUSTOMER#{customer_id}", "ORDER#")
+        return sorted(
+            (Order.model_validate(_strip(i)) for i in items), key=lambda o: o.ordered_at, reverse=True
+        )
+
+
+class EmbeddedBilling(_Table):
+    def list_invoices(self, customer_id: str) -> list[Invoice]:
+        items = self.query(f"CUSTOMER#{customer_id}", "INVOICE#")
+        return sorted(
+            (Invoice.model_validate(_strip(i)) for i in items), key=lambda i: i.period, reverse=True
+        )
+
+    def refund(self, customer_id: str, invoice_id: str, amount_cents: int, idempotency_key: str) -> Refund:
+        previous = self.get(f"REFUND#{idempotency_key}", "REFUND")
+        if previous:
+            return Refund.model_validate(_strip(previous))
+        invoice = self.get(f"CUSTOMER#{customer_id}", f"INVOICE#{invoice_id}")
+        if invoice is None:
+            raise AdapterError(f"invoice {invoice_id} does not belong to customer {customer_id}")
+        refundable = int(invoice["amount_cents"]) - int(invoice.get("refunded_cents", 0))
+        if not 0 < amount_cents <= refundable:
+            raise AdapterError(f"refund of {amount_cents} cents is outside 1..{refundable} for {invoice_id}")
+        refund = Refund(
+            id=f"re_{idempotency_key[-16:]}",
+            customer_id=customer_id,
+            invoice_id=invoice_id,
+            amount_cents=amount_cents,
+            idempotency_key=idempotency_key,
+            created_at=clock.iso(),
+        )
+        # The refund record and the invoice change commit together, and only once per key.
+        try:
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self.table,
+                            "Item": {
+                                **_k(f"REFUND#{idempotency_key}", "REFUND"),
+                                **aws.to_item(refund.model_dump()),
+                            },
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": _k(f"CUSTOMER#{customer_id}", f"INVOICE#{invoice_id}"),
+                            "UpdateExpression": "ADD refunded_cents :a",
+                            "ConditionExpression": "refunded_cents <= :room",
+                            "ExpressionAttributeValues": {
+                                ":a": {"N": str(amount_cents)},
+                                ":room": {"N": str(int(invoice["amount_cents"]) - amount_cents)},
+                            },
+                        }
+                    },
+                ]
+            )
+        except Exception as exc:
+            if not aws.is_conditional_failure(exc):
+                raise
+            again = self.get(f"REFUND#{idempotency_key}", "REFUND")
+            if again:
+                return Refund.model_validate(_strip(again))
+            raise AdapterError(f"invoice {invoice_id} no longer has {amount_cents} cents to refund") from None
+        return refund
+
+    def refunds(self) -> list[Refund]:
+        """Every refund made (for the demo's summary and the tests)."""
+        resp = self.client.scan(
+            TableName=self.table,
+            FilterExpression="begins_with(pk, :p)",
+            ExpressionAttributeValues={":p": {"S": "REFUND#"}},
+        )
+        return [Refund.model_validate(_strip(aws.from_item(i))) for i in resp.get("Items", [])]
+
+
+class EmbeddedAccounts(_Table):
+    def send_password_reset(self, customer_id: str, idempotency_key: str) -> None:
+        customer = self.get(f"CUSTOMER#{customer_id}", "PROFILE")
+        if customer is None:
+            raise AdapterError(f"no customer {customer_id}")
+        self.put(
+            f"OUTBOX#{idempotency_key}",
+            "MAIL",
+            {"to": customer["email"], "template": "password_reset", "created_at": clock.iso()},
+            only_new=True,
+        )
+
+    def update_profile(self, customer_id: str, fields: dict[str, Any]) -> Customer:
+        unknown = set(fields) - PROFILE_FIELDS
+        if unknown:
+            raise AdapterError(f"fields {sorted(unknown)} cannot be changed here")
+        names = {f"#f{i}": k for i, k in enumerate(fields)}
+        values = aws.to_item({f":v{i}": v for i, v in enumerate(fields.values())})
+        resp = self.client.update_item(
+            TableName=self.table,
+            Key=_k(f"CUSTOMER#{customer_id}", "PROFILE"),
+            UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            ReturnValues="ALL_NEW",
+        )
+        return Customer.model_validate(_strip(aws.from_item(resp["Attributes"])))
+
+    def delete_account(self, customer_id: str, idempotency_key: str) -> None:
+        self.client.update_item(
+            TableName=self.table,
+            Key=_k(f"CUSTOMER#{customer_id}", "PROFILE"),
+            UpdateExpression="SET #s = :s, deletion_key = :k",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":s": {"S": "pending_deletion"}, ":k": {"S": idempotency_key}},
+        )
+
+
+def seed(table: str, path: Path = SAMPLE_DATA, client: DynamoDBClient | None = None) -> int:
+    """Load the sample customers, orders, invoices and tickets; returns the number of items written."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    store = _Table(table, client)
+    count = 0
+    for c in data["customers"]:
+        store.put(f"CUSTOMER#{c['id']}", "PROFILE", c)
+        store.put(f"EMAIL#{c['email'].lower()}", "CUSTOMER", {"customer_id": c["id"]})
+        count += 2
+    for o in data["orders"]:
+        store.put(f"CUSTOMER#{o['customer_id']}", f"ORDER#{o['id']}", o)
+        count += 1
+    for i in data["invoices"]:
+        store.put(f"CUSTOMER#{i['customer_id']}", f"INVOICE#{i['id']}", i)
+        count += 1
+    for t in data["tickets"]:
+        store.put(f"TICKET#{t['id']}", "TICKET", {"subject": t["subject"], "status": t["status"]})
+        for n, comment in enumerate(t["comments"]):
+            store.put(f"TICKET#{t['id']}", f"COMMENT#{comment['created_at']}#{n}", comment)
+        count += 1 + len(t["comments"])
+    return count
+
+
+def embedded_adapters(table: str) -> Adapters:
+    """All ports on the embedded table, with the bundled help center."""
+    from support_agent.adapters.knowledge import MarkdownKnowledgeBase
+
+    return Adapters(
+        tickets=EmbeddedTickets(table),
+        crm=EmbeddedCrm(table),
+        billing=EmbeddedBilling(table),
+        accounts=EmbeddedAccounts(table),
+        kb=MarkdownKnowledgeBase.bundled(),
+    )

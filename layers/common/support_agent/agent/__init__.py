@@ -1,0 +1,1 @@
+"""The agent: tools, model providers, prompts and the tool-use loop."""

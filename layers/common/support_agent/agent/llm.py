@@ -1,0 +1,185 @@
+"""Model providers behind one small port: Claude (Anthropic API or Bedrock), replay, and offline.
+
+Every provider returns the Messages API's shape (content blocks, stop reason, usage), so the loop is the
+same whichever runs. The stable prefix (tools, then the system prompt) carries `cache_control` so that
+repeated turns and tickets read it from the prompt cache.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+
+class ModelUnavailable(Exception):
+    """The model could not be reached after the SDK's retries (rate limits, 5xx, timeouts)."""
+
+
+class Usage(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+
+    @property
+    def total(self) -> int:
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.cache_read_input_tokens
+            + self.cache_creation_input_tokens
+        )
+
+
+class ModelResponse(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
+    content: list[dict[str, Any]]
+    stop_reason: str | None
+    usage: Usage
+    model: str
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    system: str
+    tools: list[dict[str, Any]]
+    messages: list[dict[str, Any]]
+    max_tokens: int
+    tool_choice: dict[str, Any] | None = None
+
+    def cached_system(self) -> list[dict[str, Any]]:
+        return [{"type": "text", "text": self.system, "cache_control": {"type": "ephemeral"}}]
+
+    def cached_tools(self) -> list[dict[str, Any]]:
+        if not self.tools:
+            return []
+        *head, last = self.tools
+        return [*head, {**last, "cache_control": {"type": "ephemeral"}}]
+
+
+class ModelProvider(Protocol):
+    name: str
+
+    def create(self, request: ModelRequest) -> ModelResponse:
+        """One Messages API call; raises ModelUnavailable when the model cannot answer."""
+        ...
+
+
+def estimate_tokens(value: Any) -> int:
+    """Documented estimate used for budgets and the benchmark: one token per 4 characters of JSON."""
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), default=str)
+    return max(1, len(text) // 4)
+
+
+def _from_message(message: Any) -> ModelResponse:
+    data = message.model_dump() if hasattr(message, "model_dump") else dict(message)
+    usage = data.get("usage") or {}
+    return ModelResponse(
+        content=[_block(b) for b in data["content"]],
+        stop_reason=data.get("stop_reason"),
+        usage=Usage(
+            input_tokens=usage.get("input_tokens") or 0,
+            output_tokens=usage.get("output_tokens") or 0,
+            cache_read_input_tokens=usage.get("cache_read_input_tokens") or 0,
+            cache_creation_input_tokens=usage.get("cache_creation_input_tokens") or 0,
+        ),
+        model=data.get("model", ""),
+    )
+
+
+def _block(block: dict[str, Any]) -> dict[str, Any]:
+    if block.get("type") == "tool_use":
+        return {
+            "type": "tool_use",
+            "id": block["id"],
+            "name": block["name"],
+            "input": block.get("input") or {},
+        }
+    if block.get("type") == "text":
+        return {"type": "text", "text": block.get("text", "")}
+    return {k: v for k, v in block.items() if v is not None}
+
+
+class AnthropicProvider:
+    """Claude through the `anthropic` SDK: `Anthropic` (API key) or `AnthropicBedrock` (IAM)."""
+
+    def __init__(self, client: Any, model: str, name: str = "anthropic") -> None:
+        self.client = client
+        self.model = model
+        self.name = f"{name}:{model}"
+
+    @classmethod
+    def from_api_key(
+        cls, api_key: str, model: str, timeout: float = 60.0, max_retries: int = 3
+    ) -> AnthropicProvider:
+        import anthropic
+
+        return cls(anthropic.Anthropic(api_key=api_key, timeout=timeout, max_retries=max_retries), model)
+
+    @classmethod
+    def bedrock(cls, model: str, region: str | None = None, timeout: float = 60.0) -> AnthropicProvider:
+        import anthropic
+
+        return cls(
+            anthropic.AnthropicBedrock(aws_region=region, timeout=timeout, max_retries=3), model, "bedrock"
+        )
+
+    def create(self, request: ModelRequest) -> ModelResponse:
+        import anthropic
+
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": request.max_tokens,
+            "system": request.cached_system(),
+            "tools": request.cached_tools(),
+            "messages": request.messages,
+        }
+        if request.tool_choice:
+            kwargs["tool_choice"] = request.tool_choice
+        try:
+            message = self.client.messages.create(**kwargs)
+        except (anthropic.APIConnectionError, anthropic.RateLimitError, anthropic.InternalServerError) as exc:
+            raise ModelUnavailable(f"{type(exc).__name__}: the model did not answer after retries") from exc
+        except anthropic.APIStatusError as exc:
+            if exc.status_code >= 500 or exc.status_code == 429:
+                raise ModelUnavailable(f"model API answered {exc.status_code}") from exc
+            raise
+        return _from_message(message)
+
+
+class ReplayProvider:
+    """Plays back recorded Messages API responses, in order (tests, and reproducing incidents)."""
+
+    def __init__(self, responses: list[dict[str, Any]], name: str = "replay") -> None:
+        self.responses = list(responses)
+        self.requests: list[ModelRequest] = []
+        self.name = name
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> ReplayProvider:
+        """A JSON list of responses, or JSON lines with one response each."""
+        text = Path(path).read_text(encoding="utf-8").strip()
+        data = (
+            json.loads(text)
+            if text.startswith("[")
+            else [json.loads(line) for line in text.splitlines() if line]
+        )
+        return cls(data, f"replay:{Path(path).name}")
+
+    def create(self, request: ModelRequest) -> ModelResponse:
+        self.requests.append(request)
+        if not self.responses:
+            raise ModelUnavailable("the replay has no more recorded responses")
+        recorded = self.responses.pop(0)
+        if "error" in recorded and "content" not in recorded:
+            raise ModelUnavailable(f"recorded failure: {recorded['error']}")
+        from anthropic.types import Message
+
+        return _from_message(Message.model_validate(recorded))
