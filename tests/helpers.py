@@ -7,17 +7,32 @@ from typing import Any
 
 import boto3
 from support_agent_local import events
-from support_agent_local.emulator import LOCAL_SECRETS
-from support_agent_local.functions import invoke
 
 
-def run_sample(name: str) -> dict[str, Any]:
+def run_sample(stack: Any, name: str) -> dict[str, Any]:
     """Prepare (sign) and invoke one sample event, after the events its manifest entry says come first."""
-    sample = events.sample(name)
-    for before in sample.spec.get("after", []):
-        run_sample(before)
-    response: dict[str, Any] = invoke(sample.function, events.prepare(sample, LOCAL_SECRETS))
+    response: dict[str, Any] = events.invoke_sample(stack, name)
     return response
+
+
+def sqs_event(stack: Any, queue: str, bodies: list[dict[str, Any]], receive_count: int = 1) -> dict[str, Any]:
+    """An SQS event as Lambda delivers it, for messages with these bodies."""
+    return {
+        "Records": [
+            {
+                "messageId": f"msg-{i}",
+                "receiptHandle": f"rh-{i}",
+                "body": json.dumps(body),
+                "attributes": {"ApproximateReceiveCount": str(receive_count)},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": stack.queue_arn(queue),
+                "awsRegion": "us-east-1",
+            }
+            for i, body in enumerate(bodies)
+        ]
+    }
 
 
 def queue_messages(url: str) -> list[dict[str, Any]]:

@@ -77,3 +77,16 @@ def prepare(event: SampleEvent, secrets: dict[str, dict[str, str]]) -> dict[str,
         data["headers"] = {**data.get("headers", {}), **headers}
         return data
     raise ValueError(f"{event.name}: unknown signing {signing!r}")
+
+
+def invoke_sample(stack: Any, name: str) -> Any:
+    """Prepare and invoke one sample event in its function's environment, after the events it depends on."""
+    from support_agent_local.emulator import LOCAL_SECRETS
+    from support_agent_local.functions import invoke
+
+    event = sample(name)
+    for before in event.spec.get("after", []):
+        invoke_sample(stack, before)
+    logical_id = stack.function_for_code(f"functions/{event.function}")
+    with stack.environment_of(logical_id):
+        return invoke(event.function, prepare(event, LOCAL_SECRETS))

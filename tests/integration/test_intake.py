@@ -21,12 +21,12 @@ def body(response):
 
 @pytest.mark.parametrize("name", INTAKE_EVENTS)
 def test_every_intake_sample_event_gives_its_documented_answer(intake_env, name):
-    response = run_sample(name)
+    response = run_sample(intake_env, name)
     assert response["statusCode"] == events.sample(name).spec["expect"]["statusCode"], body(response)
 
 
 def test_signed_generic_webhook_creates_session_audit_and_queue_message(intake_env):
-    response = run_sample("intake_webhook_generic.json")
+    response = run_sample(intake_env, "intake_webhook_generic.json")
     assert response["statusCode"] == 202
     session_id = body(response)["session_id"]
     session = SessionRepository(intake_env.ref("SessionsTable")).get(session_id)
@@ -42,7 +42,7 @@ def test_signed_generic_webhook_creates_session_audit_and_queue_message(intake_e
 
 
 def test_zendesk_webhook_normalised(intake_env):
-    response = run_sample("intake_webhook_zendesk.json")
+    response = run_sample(intake_env, "intake_webhook_zendesk.json")
     session = SessionRepository(intake_env.ref("SessionsTable")).get(body(response)["session_id"])
     assert session.ticket.source == "zendesk"
     assert session.ticket.id == "4829"
@@ -50,7 +50,7 @@ def test_zendesk_webhook_normalised(intake_env):
 
 
 def test_duplicate_delivery_answers_200_with_same_session_and_writes_nothing(intake_env):
-    first = body(run_sample("intake_webhook_generic.json"))
+    first = body(run_sample(intake_env, "intake_webhook_generic.json"))
     sessions_before = len(scan(intake_env.ref("SessionsTable")))
     queue_messages(intake_env.queue_url("AgentQueue"))
     dup = invoke(
@@ -72,7 +72,7 @@ def test_duplicate_delivery_answers_200_with_same_session_and_writes_nothing(int
     ],
 )
 def test_refusals_change_nothing_but_one_audit_entry(intake_env, name, status, reason):
-    response = run_sample(name)
+    response = run_sample(intake_env, name)
     assert response["statusCode"] == status
     assert reason in body(response)["error"]
     assert scan(intake_env.ref("SessionsTable")) == []
@@ -109,8 +109,8 @@ def test_over_daily_budget_goes_to_handoff_not_lost(intake_env, monkeypatch):
     monkeypatch.setattr("support_agent.intake.cached_policy", lambda _p: policy, raising=False)
     monkeypatch.setattr("support_agent.policy.cached_policy", lambda _p: policy)
     cached_policy.cache_clear()
-    assert run_sample("intake_webhook_generic.json")["statusCode"] == 202
-    second = run_sample("intake_webhook_zendesk.json")
+    assert run_sample(intake_env, "intake_webhook_generic.json")["statusCode"] == 202
+    second = run_sample(intake_env, "intake_webhook_zendesk.json")
     assert second["statusCode"] == 202
     data = body(second)
     assert data["status"] == "handoff" and data["reason"] == "daily_budget_exhausted"
@@ -126,7 +126,7 @@ def test_over_daily_budget_goes_to_handoff_not_lost(intake_env, monkeypatch):
 
 
 def test_queued_duplicate_is_requeued_so_nothing_is_lost(intake_env):
-    first = body(run_sample("intake_webhook_generic.json"))
+    first = body(run_sample(intake_env, "intake_webhook_generic.json"))
     sqs = boto3.client("sqs")
     sqs.purge_queue(QueueUrl=intake_env.queue_url("AgentQueue"))  # the message was lost
     invoke("intake", events.prepare(events.sample("intake_webhook_generic_duplicate.json"), LOCAL_SECRETS))

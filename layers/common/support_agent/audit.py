@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 GENESIS = "0" * 64
-_SECRET_KEY = re.compile(r"secret|token|password|signature|authorization|api[_-]?key|cookie|body|raw", re.I)
+# Secrets and raw bodies; token *counts* (input_tokens, …) are kept, a token itself (task_token) is not.
+_SECRET_KEY = re.compile(r"secret|token$|password|signature|authorization|api[_-]?key|cookie|body|raw", re.I)
 _MAX_DETAIL_CHARS = 500
 
 

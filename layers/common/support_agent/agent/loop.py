@@ -250,7 +250,7 @@ class AgentRunner:
             room = limit - run.tokens_used - estimate
             if room < MIN_OUTPUT_TOKENS:
                 return self._handoff(run, "token_budget_exhausted", f"{run.tokens_used}/{limit} tokens used")
-            request = ModelRequest(system, tools, run.messages, min(self.max_tokens_per_call, room))
+            request = ModelRequest(system, tools, list(run.messages), min(self.max_tokens_per_call, room))
             try:
                 response = self.provider.create(request)
             except ModelUnavailable as exc:
@@ -470,6 +470,8 @@ class AgentRunner:
     def _recommend(self, run: _Run, pending: PendingAction) -> str:
         if pending.tool == "issue_refund":
             amount = int(pending.args["amount_cents"])
+            if "list_invoices" not in run.ctx.observed:  # the person deciding needs the invoice for scale
+                run.executor.execute("list_invoices", {"customer_id": pending.args["customer_id"]})
             invoices = run.ctx.observed.get("list_invoices") or []
             invoice = next(
                 (i for i in invoices if getattr(i, "id", None) == pending.args["invoice_id"]), None
