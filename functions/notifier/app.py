@@ -1,0 +1,39 @@
+"""Notifier Lambda: NotifyQueue messages from the approval workflow become Slack posts (partial failures)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from support_agent import notifier
+from support_agent.observability import LazyTracer
+
+logger = Logger()
+tracer = LazyTracer()
+metrics = Metrics()
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@tracer.capture_method
+def record_handler(record: SQSRecord) -> None:
+    message = notifier.NotifyMessage.model_validate(json.loads(record.body))
+    logger.set_correlation_id(message.session_id)
+    done = notifier.from_settings().handle(message)
+    metrics.add_metric(name=f"Notify_{done}", unit=MetricUnit.Count, value=1)
+    logger.info(
+        "notification handled", extra={"type": message.type, "approval_id": message.approval_id, "done": done}
+    )
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

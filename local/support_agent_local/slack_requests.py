@@ -1,0 +1,89 @@
+"""Signed Slack interactive requests, as Slack sends them (form body with a JSON `payload`)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+
+def block_action(
+    approval_id: str, action: str, user: str = "U0APPROVER1", username: str = "jane"
+) -> dict[str, Any]:
+    return {
+        "type": "block_actions",
+        "user": {"id": user, "username": username},
+        "trigger_id": "1337.42.trigger",
+        "channel": {"id": "C0ESCALATE"},
+        "container": {"type": "message", "channel_id": "C0ESCALATE"},
+        "actions": [{"action_id": action, "block_id": "decision", "value": approval_id, "type": "button"}],
+    }
+
+
+def view_submission(approval_id: str, action: str, value: str, user: str = "U0APPROVER1") -> dict[str, Any]:
+    callback, block = {
+        "partial": ("partial_modal", "amount"),
+        "deny": ("deny_modal", "reason"),
+        "reply_manually": ("reply_modal", "reply"),
+    }[action]
+    return {
+        "type": "view_submission",
+        "user": {"id": user, "username": "jane"},
+        "view": {
+            "callback_id": callback,
+            "private_metadata": approval_id,
+            "state": {"values": {block: {"value": {"type": "plain_text_input", "value": value}}}},
+        },
+    }
+
+
+def signed_event(
+    payload: dict[str, Any], signing_secret: str, timestamp: float | None = None
+) -> dict[str, Any]:
+    """An API Gateway HTTP API v2 event for POST /slack/interactions, signed like Slack does."""
+    from slack_sdk.signature import SignatureVerifier
+
+    body = urlencode({"payload": json.dumps(payload)})
+    ts = str(int(time.time() if timestamp is None else timestamp))
+    signature = SignatureVerifier(signing_secret).generate_signature(timestamp=ts, body=body)
+    return api_event(
+        "/slack/interactions",
+        body,
+        {
+            "content-type": "application/x-www-form-urlencoded",
+            "x-slack-request-timestamp": ts,
+            "x-slack-signature": signature,
+        },
+    )
+
+
+def api_event(path: str, body: str, headers: dict[str, str], route: str | None = None) -> dict[str, Any]:
+    """An API Gateway HTTP API (payload 2.0) event."""
+    return {
+        "version": "2.0",
+        "routeKey": route or f"POST {path}",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "local",
+            "domainName": "localhost",
+            "domainPrefix": "local",
+            "http": {
+                "method": "POST",
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": "local",
+            },
+            "requestId": f"local-{time.time_ns()}",
+            "routeKey": route or f"POST {path}",
+            "stage": "$default",
+            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime()),
+            "timeEpoch": int(time.time() * 1000),
+        },
+        "body": body,
+        "isBase64Encoded": False,
+    }
