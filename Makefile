@@ -36,6 +36,7 @@ format: install
 
 bench: install
 	$(BIN)/python bench/import_time.py
+	$(BIN)/python bench/agent_step.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam

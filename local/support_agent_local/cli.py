@@ -111,6 +111,16 @@ def _triage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from support_agent_local.demo import BUNDLED, load_tickets, run_demo
+
+    tickets = load_tickets(Path(args.tickets) if args.tickets else BUNDLED)
+    interactive = args.decisions == "ask" and sys.stdin.isatty()
+    runs = run_demo(tickets, interactive, as_json=args.json)
+    lost = [r for r in runs if r.outcome not in {"responded", "handoff", "closed"}]
+    return 1 if lost else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="support-agent", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -153,6 +163,16 @@ def build_parser() -> argparse.ArgumentParser:
     triage.add_argument("--offline", action="store_true", help="guard rules and the offline classifier only")
     triage.add_argument("--jsonl", action="store_true", help="one JSON object per row, in input order")
     triage.set_defaults(run=_triage)
+
+    demo = sub.add_parser(
+        "demo", help="run sample tickets through the whole system on the embedded emulation"
+    )
+    demo.add_argument(
+        "--decisions", choices=["ask", "auto"], default="ask", help="ask in a terminal, or scripted"
+    )
+    demo.add_argument("--tickets", help="CSV or JSON lines: subject, body, requester_email[, customer_id]")
+    demo.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
+    demo.set_defaults(run=_demo)
 
     for register in EXTRA_COMMANDS:
         register(sub)

@@ -42,7 +42,7 @@ def mappings(stack: EmbeddedAws) -> list[EventSourceMapping]:
     return found
 
 
-def _record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
+def _record(message: Any, queue_arn: str) -> dict[str, Any]:
     attributes = message.get("Attributes", {})
     return {
         "messageId": message["MessageId"],

@@ -53,7 +53,7 @@ def signed_event(
         {
             "content-type": "application/x-www-form-urlencoded",
             "x-slack-request-timestamp": ts,
-            "x-slack-signature": signature,
+            "x-slack-signature": signature or "",
         },
     )
 

@@ -133,7 +133,7 @@ _OFFLINE_RULES: tuple[tuple[str, str], ...] = (
     ("plan_question", r"\bplan\b|upgrade|downgrade|subscription|trial|premium|pro\s+plan|seats?\b"),
     (
         "profile_update",
-        r"(change|edit|update|modify|correct)\w*\s+(my\s+|the\s+)?(name|profile|info|information|data|details|account|email|notification)|newsletter|unsubscribe|switch\w*\s+(user|account)",
+        r"(change|edit|update|modify|correct)\w*\s+(my\s+|the\s+)?(name|profile|info|information|data|details|account|email|notification)|newsletter|unsubscribe|notifications?|(turn|switch)\w*\s+(off|on)\b|switch\w*\s+(user|account)",
     ),
     (
         "troubleshooting",

@@ -1,0 +1,230 @@
+"""`support-agent demo`: sample tickets through the whole system on the embedded emulation.
+
+Each ticket goes through the real path: a signed webhook to the Intake handler, the AgentQueue to the
+AgentStep handler, the approval state machine, the NotifyQueue to the Notifier (which posts to a Slack
+stand-in over HTTP), a signed interactive request to the SlackInteraction handler, and back.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from support_agent.adapters.embedded import EmbeddedBilling
+from support_agent.approvals import ApprovalRepository
+from support_agent.audit import AuditTrail
+from support_agent.escalation import plain_text
+from support_agent.sessions import SessionRepository
+
+from support_agent_local import slack_requests
+from support_agent_local.emulator import EmbeddedAws
+from support_agent_local.events import webhook_headers
+from support_agent_local.fake_slack import FakeSlack
+from support_agent_local.functions import invoke
+from support_agent_local.runtime import Poller
+
+BUNDLED = Path(__file__).resolve().parent / "data" / "demo_tickets.jsonl"
+
+
+@dataclass
+class TicketRun:
+    name: str
+    subject: str
+    session_id: str = ""
+    route: str = ""
+    outcome: str = ""
+    reason: str = ""
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    decision: str = ""
+    replies: list[str] = field(default_factory=list)
+    tokens: int = 0
+    seconds: float = 0.0
+
+
+def load_tickets(path: Path) -> list[dict[str, Any]]:
+    """CSV or JSON lines with subject, body, requester_email and optional customer_id (and name, decision)."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".csv":
+        rows = list(csv.DictReader(text.splitlines()))
+    else:
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    for i, row in enumerate(rows, 1):
+        missing = [k for k in ("subject", "body", "requester_email") if not row.get(k)]
+        if missing:
+            raise SystemExit(f"error: {path} row {i} lacks {', '.join(missing)}")
+        row.setdefault("name", f"ticket-{i}")
+    return rows
+
+
+def choose(
+    approval_text: str, scripted: dict[str, Any] | None, interactive: bool, tool: str
+) -> dict[str, Any]:
+    """The console stand-in for a person in Slack."""
+    if not interactive:
+        return scripted or {"action": "approve"}
+    print("\n" + approval_text)
+    options = (
+        "a=approve, p=partial AMOUNT, d=deny REASON, r=reply TEXT"
+        if tool == "issue_refund"
+        else "a=approve, d=deny REASON, r=reply TEXT"
+    )
+    answer = input(f"Decide ({options}): ").strip()
+    key, _, rest = answer.partition(" ")
+    return {
+        "a": {"action": "approve"},
+        "p": {"action": "partial", "value": rest},
+        "d": {"action": "deny", "value": rest or "declined"},
+        "r": {"action": "reply_manually", "value": rest},
+    }.get(key[:1].lower(), {"action": "approve"})
+
+
+def run_demo(
+    tickets: list[dict[str, Any]], interactive: bool, out: Any = sys.stdout, as_json: bool = False
+) -> list[TicketRun]:
+    provider = (
+        "Claude (ANTHROPIC_API_KEY is set)"
+        if os.environ.get("ANTHROPIC_API_KEY")
+        else "offline provider (no ANTHROPIC_API_KEY: documented fallback, not the product)"
+    )
+
+    def say(*parts: Any) -> None:
+        print(*parts, file=sys.stderr if as_json else out)
+
+    say(f"Support Agent demo — model: {provider}; AWS: embedded emulation (moto); Slack: console stand-in")
+    runs: list[TicketRun] = []
+    # Keep the console for the demo's own output: handler logs at WARNING, metrics (EMF lines) off.
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    with FakeSlack() as slack:
+        os.environ["SLACK_API_URL"] = slack.url
+        with EmbeddedAws(parameters={"LogLevel": "WARNING"}) as stack:
+            poller = Poller(stack)
+            secret = stack.secret("WebhookSecretName")["generic"]
+            signing = stack.secret("SlackSecretName")["signing_secret"]
+            sessions = SessionRepository(stack.ref("SessionsTable"))
+            approvals = ApprovalRepository(stack.ref("SessionsTable"))
+            for i, ticket in enumerate(tickets, 1):
+                run = TicketRun(ticket["name"], ticket["subject"])
+                started = time.perf_counter()
+                fields: dict[str, Any] = (
+                    {"customer_id": ticket["customer_id"]} if ticket.get("customer_id") else {}
+                )
+                payload = {
+                    "event_id": f"demo-{i}-{time.time_ns()}",
+                    "ticket": {
+                        **fields,
+                        "id": f"D-{1000 + i}",
+                        "subject": ticket["subject"],
+                        "body": ticket["body"],
+                        "requester": {"email": ticket["requester_email"]},
+                        "url": f"https://support.example.com/tickets/D-{1000 + i}",
+                    },
+                }
+                body = json.dumps(payload)
+                event = slack_requests.api_event(
+                    "/webhooks/generic",
+                    body,
+                    {"content-type": "application/json", **webhook_headers("generic", secret, body.encode())},
+                    "POST /webhooks/{source}",
+                )
+                event["pathParameters"] = {"source": "generic"}
+                with stack.environment_of("IntakeFunction"):
+                    answer = invoke("intake", event)
+                run.session_id = json.loads(answer["body"]).get("session_id", "")
+                poller.run_until_quiet()
+                session = sessions.get(run.session_id)
+                if session and session.state.value == "awaiting_approval" and session.approval_id:
+                    approval = approvals.get(session.approval_id)
+                    assert approval is not None
+                    picked = choose(
+                        plain_text(approval), ticket.get("decision"), interactive, approval.tool or ""
+                    )
+                    run.decision = picked["action"] + (f" ({picked['value']})" if picked.get("value") else "")
+                    if picked["action"] in {"partial", "deny", "reply_manually"}:
+                        request = slack_requests.view_submission(
+                            approval.approval_id, picked["action"], picked.get("value", "")
+                        )
+                    else:
+                        request = slack_requests.block_action(approval.approval_id, "approve")
+                    with stack.environment_of("SlackInteractionFunction"):
+                        invoke("slack_interaction", slack_requests.signed_event(request, signing))
+                    poller.run_until_quiet()
+                    session = sessions.get(run.session_id)
+                if session:
+                    run.route, run.outcome, run.reason = (
+                        session.route or "",
+                        session.state.value,
+                        session.reason or "",
+                    )
+                    run.actions, run.replies, run.tokens = (
+                        session.actions,
+                        session.replies,
+                        session.tokens_used,
+                    )
+                run.seconds = time.perf_counter() - started
+                runs.append(run)
+                say(
+                    f"[{i:>2}/{len(tickets)}] {run.name:<16} {run.route or '-':<9} → {run.outcome:<10} {run.reason}"
+                )
+            trail = AuditTrail(stack.ref("AuditTable"))
+            report = trail.verify()
+            export = Path(".demo") / f"audit-{time.strftime('%Y%m%dT%H%M%S')}.jsonl"
+            export.parent.mkdir(exist_ok=True)
+            with export.open("w") as handle:
+                for entry in trail.all_entries():
+                    handle.write(entry.model_dump_json() + "\n")
+            refunds = EmbeddedBilling(stack.ref("EmbeddedDataTable")).refunds()
+        os.environ.pop("SLACK_API_URL", None)
+    if as_json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "ticket": r.name,
+                        "session_id": r.session_id,
+                        "route": r.route,
+                        "outcome": r.outcome,
+                        "reason": r.reason,
+                        "decision": r.decision,
+                        "actions": r.actions,
+                        "replies": r.replies,
+                        "tokens": r.tokens,
+                    }
+                    for r in runs
+                ],
+                indent=2,
+                ensure_ascii=False,
+            ),
+            file=out,
+        )
+        return runs
+    say("")
+    say(
+        f"{'ticket':<17}{'route':<10}{'outcome':<19}{'actions executed':<34}{'replies':>7}{'tokens':>8}{'time':>7}"
+    )
+    for r in runs:
+        acts = (
+            ", ".join(
+                f"{a['tool']}" + (f" (approved by {a['approved_by']})" if a.get("approved_by") else "")
+                for a in r.actions
+            )
+            or "-"
+        )
+        outcome = r.outcome + (f": {r.reason}" if r.reason and r.outcome == "handoff" else "")
+        say(
+            f"{r.name:<17}{r.route:<10}{outcome[:18]:<19}{acts[:33]:<34}{len(r.replies):>7}{r.tokens:>8}{r.seconds:>6.1f}s"
+        )
+    say("")
+    say(
+        f"refunds executed: {len(refunds)} "
+        + ", ".join(f"{x.invoice_id} ${x.amount_cents / 100:.2f}" for x in refunds)
+    )
+    say(
+        f"audit trail: {report.entries} entries in {report.sessions} sessions, chain {'verified' if report.ok else 'BROKEN'}; exported to {export}"
+    )
+    return runs

@@ -1,0 +1,60 @@
+"""The README's first command: `make demo` (non-interactive) on a fresh state."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_make_demo_table(tmp_path):
+    out = subprocess.run(
+        ["make", "demo"], cwd=ROOT, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    text = out.stdout
+    assert "model: offline provider" in text
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^(\S+)\s+(auto|escalate)\s+.*$", text, re.M)}
+    assert len(rows) == 14
+    # Every refund ran only after an approval, and only the justified one ran.
+    assert "issue_refund (approved by jane)" in rows["refund-outage"]
+    assert "issue_refund" not in rows["refund-nogrounds"]
+    assert "refunds executed: 1 in_jane_2026_03 $199.00" in text
+    # The injection caused no action; every ticket ended answered or with a human.
+    assert re.search(r"^injection\s+escalate\s+handoff.*\s-\s+0\s", rows["injection"] + " ", re.M)
+    assert all(("responded" in row) or ("handoff" in row) for row in rows.values())
+    assert "chain verified" in text
+
+
+def test_demo_json_on_own_tickets(tmp_path):
+    tickets = tmp_path / "mine.csv"
+    tickets.write_text(
+        "subject,body,requester_email\nOrder,Where is my order ORD-5001?,jane.smith@example.com\n"
+        "Angry,I want to speak to a human now,jane.smith@example.com\n"
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "support_agent_local.cli",
+            "demo",
+            "--decisions",
+            "auto",
+            "--tickets",
+            str(tickets),
+            "--json",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    summary = json.loads(out.stdout)
+    assert [(s["route"], s["outcome"]) for s in summary] == [("auto", "responded"), ("escalate", "handoff")]
+    assert "ORD-5001" in summary[0]["replies"][0]
