@@ -121,6 +121,20 @@ def _demo(args: argparse.Namespace) -> int:
     return 1 if lost else 0
 
 
+def _invoke(args: argparse.Namespace) -> int:
+    from support_agent_local import events
+    from support_agent_local.emulator import EmbeddedAws
+
+    event = events.sample(args.event)
+    if event.function != args.function:
+        print(f"error: {args.event} is an event for {event.function}, not {args.function}", file=sys.stderr)
+        return 2
+    with EmbeddedAws() as stack:
+        response = events.invoke_sample(stack, args.event)
+    print(json.dumps(response, indent=2, default=str))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="support-agent", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -173,6 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--tickets", help="CSV or JSON lines: subject, body, requester_email[, customer_id]")
     demo.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
     demo.set_defaults(run=_demo)
+
+    invoke = sub.add_parser(
+        "invoke", help="run one function's handler on a sample event, like `sam local invoke -e`"
+    )
+    invoke.add_argument("function", choices=["intake", "agent_step", "notifier", "slack_interaction"])
+    invoke.add_argument("--event", required=True, help="a file in events/ (listed in events/manifest.json)")
+    invoke.set_defaults(run=_invoke)
 
     for register in EXTRA_COMMANDS:
         register(sub)
