@@ -25,7 +25,6 @@ from support_agent.sessions import SessionRepository
 from support_agent_local import slack_requests
 from support_agent_local.emulator import EmbeddedAws
 from support_agent_local.events import webhook_headers
-from support_agent_local.fake_slack import FakeSlack
 from support_agent_local.functions import invoke
 from support_agent_local.runtime import Poller
 
@@ -100,86 +99,83 @@ def run_demo(
     runs: list[TicketRun] = []
     # Keep the console for the demo's own output: handler logs at WARNING, metrics (EMF lines) off.
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-    with FakeSlack() as slack:
-        os.environ["SLACK_API_URL"] = slack.url
-        with EmbeddedAws(parameters={"LogLevel": "WARNING"}) as stack:
-            poller = Poller(stack)
-            secret = stack.secret("WebhookSecretName")["generic"]
-            signing = stack.secret("SlackSecretName")["signing_secret"]
-            sessions = SessionRepository(stack.ref("SessionsTable"))
-            approvals = ApprovalRepository(stack.ref("SessionsTable"))
-            for i, ticket in enumerate(tickets, 1):
-                run = TicketRun(ticket["name"], ticket["subject"])
-                started = time.perf_counter()
-                fields: dict[str, Any] = (
-                    {"customer_id": ticket["customer_id"]} if ticket.get("customer_id") else {}
+    with EmbeddedAws(parameters={"LogLevel": "WARNING"}) as stack:
+        poller = Poller(stack)
+        secret = stack.secret("WebhookSecretName")["generic"]
+        signing = stack.secret("SlackSecretName")["signing_secret"]
+        sessions = SessionRepository(stack.ref("SessionsTable"))
+        approvals = ApprovalRepository(stack.ref("SessionsTable"))
+        for i, ticket in enumerate(tickets, 1):
+            run = TicketRun(ticket["name"], ticket["subject"])
+            started = time.perf_counter()
+            fields: dict[str, Any] = (
+                {"customer_id": ticket["customer_id"]} if ticket.get("customer_id") else {}
+            )
+            payload = {
+                "event_id": f"demo-{i}-{time.time_ns()}",
+                "ticket": {
+                    **fields,
+                    "id": f"D-{1000 + i}",
+                    "subject": ticket["subject"],
+                    "body": ticket["body"],
+                    "requester": {"email": ticket["requester_email"]},
+                    "url": f"https://support.example.com/tickets/D-{1000 + i}",
+                },
+            }
+            body = json.dumps(payload)
+            event = slack_requests.api_event(
+                "/webhooks/generic",
+                body,
+                {"content-type": "application/json", **webhook_headers("generic", secret, body.encode())},
+                "POST /webhooks/{source}",
+            )
+            event["pathParameters"] = {"source": "generic"}
+            with stack.environment_of("IntakeFunction"):
+                answer = invoke("intake", event)
+            run.session_id = json.loads(answer["body"]).get("session_id", "")
+            poller.run_until_quiet()
+            session = sessions.get(run.session_id)
+            if session and session.state.value == "awaiting_approval" and session.approval_id:
+                approval = approvals.get(session.approval_id)
+                assert approval is not None
+                picked = choose(
+                    plain_text(approval), ticket.get("decision"), interactive, approval.tool or ""
                 )
-                payload = {
-                    "event_id": f"demo-{i}-{time.time_ns()}",
-                    "ticket": {
-                        **fields,
-                        "id": f"D-{1000 + i}",
-                        "subject": ticket["subject"],
-                        "body": ticket["body"],
-                        "requester": {"email": ticket["requester_email"]},
-                        "url": f"https://support.example.com/tickets/D-{1000 + i}",
-                    },
-                }
-                body = json.dumps(payload)
-                event = slack_requests.api_event(
-                    "/webhooks/generic",
-                    body,
-                    {"content-type": "application/json", **webhook_headers("generic", secret, body.encode())},
-                    "POST /webhooks/{source}",
-                )
-                event["pathParameters"] = {"source": "generic"}
-                with stack.environment_of("IntakeFunction"):
-                    answer = invoke("intake", event)
-                run.session_id = json.loads(answer["body"]).get("session_id", "")
+                run.decision = picked["action"] + (f" ({picked['value']})" if picked.get("value") else "")
+                if picked["action"] in {"partial", "deny", "reply_manually"}:
+                    request = slack_requests.view_submission(
+                        approval.approval_id, picked["action"], picked.get("value", "")
+                    )
+                else:
+                    request = slack_requests.block_action(approval.approval_id, "approve")
+                with stack.environment_of("SlackInteractionFunction"):
+                    invoke("slack_interaction", slack_requests.signed_event(request, signing))
                 poller.run_until_quiet()
                 session = sessions.get(run.session_id)
-                if session and session.state.value == "awaiting_approval" and session.approval_id:
-                    approval = approvals.get(session.approval_id)
-                    assert approval is not None
-                    picked = choose(
-                        plain_text(approval), ticket.get("decision"), interactive, approval.tool or ""
-                    )
-                    run.decision = picked["action"] + (f" ({picked['value']})" if picked.get("value") else "")
-                    if picked["action"] in {"partial", "deny", "reply_manually"}:
-                        request = slack_requests.view_submission(
-                            approval.approval_id, picked["action"], picked.get("value", "")
-                        )
-                    else:
-                        request = slack_requests.block_action(approval.approval_id, "approve")
-                    with stack.environment_of("SlackInteractionFunction"):
-                        invoke("slack_interaction", slack_requests.signed_event(request, signing))
-                    poller.run_until_quiet()
-                    session = sessions.get(run.session_id)
-                if session:
-                    run.route, run.outcome, run.reason = (
-                        session.route or "",
-                        session.state.value,
-                        session.reason or "",
-                    )
-                    run.actions, run.replies, run.tokens = (
-                        session.actions,
-                        session.replies,
-                        session.tokens_used,
-                    )
-                run.seconds = time.perf_counter() - started
-                runs.append(run)
-                say(
-                    f"[{i:>2}/{len(tickets)}] {run.name:<16} {run.route or '-':<9} → {run.outcome:<10} {run.reason}"
+            if session:
+                run.route, run.outcome, run.reason = (
+                    session.route or "",
+                    session.state.value,
+                    session.reason or "",
                 )
-            trail = AuditTrail(stack.ref("AuditTable"))
-            report = trail.verify()
-            export = Path(".demo") / f"audit-{time.strftime('%Y%m%dT%H%M%S')}.jsonl"
-            export.parent.mkdir(exist_ok=True)
-            with export.open("w") as handle:
-                for entry in trail.all_entries():
-                    handle.write(entry.model_dump_json() + "\n")
-            refunds = EmbeddedBilling(stack.ref("EmbeddedDataTable")).refunds()
-        os.environ.pop("SLACK_API_URL", None)
+                run.actions, run.replies, run.tokens = (
+                    session.actions,
+                    session.replies,
+                    session.tokens_used,
+                )
+            run.seconds = time.perf_counter() - started
+            runs.append(run)
+            say(
+                f"[{i:>2}/{len(tickets)}] {run.name:<16} {run.route or '-':<9} → {run.outcome:<10} {run.reason}"
+            )
+        trail = AuditTrail(stack.ref("AuditTable"))
+        report = trail.verify()
+        export = Path(".demo") / f"audit-{time.strftime('%Y%m%dT%H%M%S')}.jsonl"
+        export.parent.mkdir(exist_ok=True)
+        with export.open("w") as handle:
+            for entry in trail.all_entries():
+                handle.write(entry.model_dump_json() + "\n")
+        refunds = EmbeddedBilling(stack.ref("EmbeddedDataTable")).refunds()
     if as_json:
         print(
             json.dumps(

@@ -18,6 +18,7 @@ from typing import Any
 import boto3
 from support_agent import aws
 
+from support_agent_local.fake_slack import FakeSlack
 from support_agent_local.template import PROJECT_ROOT, Resolver, load_template, samconfig_parameters
 
 REGION = "us-east-1"
@@ -64,6 +65,7 @@ class EmbeddedAws:
         self.resolver = Resolver(self.template, params)
         self.resources: dict[str, dict[str, Any]] = self.template.get("Resources", {})
         self._mock: Any = None
+        self.slack: FakeSlack | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -76,9 +78,14 @@ class EmbeddedAws:
         self._mock.start()
         aws.reset_clients()
         self.provision()
+        # Slack's Web API is the console stand-in on 127.0.0.1, reached over HTTP by slack_sdk.
+        self.slack = FakeSlack().start()
         return self
 
     def stop(self) -> None:
+        if self.slack is not None:
+            self.slack.stop()
+            self.slack = None
         if self._mock is not None:
             self._mock.stop()
             self._mock = None
@@ -198,7 +205,10 @@ class EmbeddedAws:
         own = self.function_spec(logical_id).get("Environment", {}).get("Variables", {})
         env = {k: str(self.resolver.resolve(v)) for k, v in {**glob, **own}.items()}
         layer = str(PROJECT_ROOT / "layers" / "common")
-        return {k: v.replace(LAYER_MOUNT, layer) if v.startswith(LAYER_MOUNT) else v for k, v in env.items()}
+        env = {k: v.replace(LAYER_MOUNT, layer) if v.startswith(LAYER_MOUNT) else v for k, v in env.items()}
+        if self.slack is not None:
+            env["SLACK_API_URL"] = self.slack.url
+        return env
 
     def function_for_code(self, code_uri: str) -> str:
         """Logical id of the function whose CodeUri is `code_uri` (for example functions/intake)."""

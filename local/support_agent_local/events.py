@@ -67,6 +67,14 @@ def prepare(event: SampleEvent, secrets: dict[str, dict[str, str]]) -> dict[str,
     signing = event.spec.get("signing", "none")
     if signing == "none":
         return data
+    if signing == "slack":
+        from support_agent_local.slack_requests import sign_headers
+
+        data["headers"] = {
+            **data.get("headers", {}),
+            **sign_headers(secrets["SlackSecretName"]["signing_secret"], data["body"]),
+        }
+        return data
     if event.spec.get("source") in SOURCES:
         secret = secrets["WebhookSecretName"][event.spec["source"]]
         body = data["body"].encode()
@@ -87,6 +95,10 @@ def invoke_sample(stack: Any, name: str) -> Any:
     event = sample(name)
     for before in event.spec.get("after", []):
         invoke_sample(stack, before)
+    if event.spec.get("settle"):
+        from support_agent_local.runtime import Poller
+
+        Poller(stack).run_until_quiet()
     logical_id = stack.function_for_code(f"functions/{event.function}")
     with stack.environment_of(logical_id):
         return invoke(event.function, prepare(event, LOCAL_SECRETS))

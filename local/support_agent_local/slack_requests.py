@@ -38,24 +38,30 @@ def view_submission(approval_id: str, action: str, value: str, user: str = "U0AP
     }
 
 
+def sign_headers(signing_secret: str, body: str, timestamp: float | None = None) -> dict[str, str]:
+    """X-Slack-Request-Timestamp and X-Slack-Signature (v0 HMAC-SHA256 over `v0:ts:body`)."""
+    from slack_sdk.signature import SignatureVerifier
+
+    ts = str(int(time.time() if timestamp is None else timestamp))
+    signature = SignatureVerifier(signing_secret).generate_signature(timestamp=ts, body=body) or ""
+    return {"x-slack-request-timestamp": ts, "x-slack-signature": signature}
+
+
+def form_body(payload: dict[str, Any]) -> str:
+    """The form-encoded body Slack posts: `payload=<JSON>`."""
+    return urlencode({"payload": json.dumps(payload)})
+
+
 def signed_event(
     payload: dict[str, Any], signing_secret: str, timestamp: float | None = None
 ) -> dict[str, Any]:
     """An API Gateway HTTP API v2 event for POST /slack/interactions, signed like Slack does."""
-    from slack_sdk.signature import SignatureVerifier
-
-    body = urlencode({"payload": json.dumps(payload)})
-    ts = str(int(time.time() if timestamp is None else timestamp))
-    signature = SignatureVerifier(signing_secret).generate_signature(timestamp=ts, body=body)
-    return api_event(
-        "/slack/interactions",
-        body,
-        {
-            "content-type": "application/x-www-form-urlencoded",
-            "x-slack-request-timestamp": ts,
-            "x-slack-signature": signature or "",
-        },
-    )
+    body = form_body(payload)
+    headers = {
+        "content-type": "application/x-www-form-urlencoded",
+        **sign_headers(signing_secret, body, timestamp),
+    }
+    return api_event("/slack/interactions", body, headers)
 
 
 def api_event(path: str, body: str, headers: dict[str, str], route: str | None = None) -> dict[str, Any]:

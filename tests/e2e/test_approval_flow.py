@@ -4,9 +4,7 @@ state machine → agent executes exactly once → customer reply."""
 from __future__ import annotations
 
 import json
-import os
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -24,14 +22,9 @@ from support_agent_local.runtime import Poller
 
 
 @pytest.fixture
-def world() -> Iterator[tuple[EmbeddedAws, FakeSlack, Poller]]:
-    with FakeSlack() as slack:
-        os.environ["SLACK_API_URL"] = slack.url
-        try:
-            with EmbeddedAws() as stack:
-                yield stack, slack, Poller(stack)
-        finally:
-            os.environ.pop("SLACK_API_URL", None)
+def world(stack: EmbeddedAws) -> tuple[EmbeddedAws, FakeSlack, Poller]:
+    assert stack.slack is not None
+    return stack, stack.slack, Poller(stack)
 
 
 def refund_ticket(stack: EmbeddedAws, poller: Poller) -> tuple[str, str]:

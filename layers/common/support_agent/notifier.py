@@ -61,10 +61,9 @@ class Notifier:
         if message.type == "reminder":
             count = approval.reminders + 1
             if count > self.max_reminders:
-                aws.stepfunctions().send_task_failure(
-                    taskToken=message.task_token or "",
-                    error="ApprovalExpired",
-                    cause="no decision after reminders",
+                # Answered as a decision of kind "expired": the workflow's Choice routes it to expiry.
+                aws.stepfunctions().send_task_success(
+                    taskToken=message.task_token or "", output=Decision(kind="expired").model_dump_json()
                 )
                 self._audit(sid, "approval:expire", approval.channel, "expired", approval.approval_id)
                 return "expired"

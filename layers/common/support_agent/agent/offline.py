@@ -7,7 +7,6 @@ grounded in what the tools returned. It never sees the policy and cannot bypass 
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 from typing import Any
@@ -15,7 +14,6 @@ from typing import Any
 from support_agent.agent.llm import ModelRequest, ModelResponse, Usage, estimate_tokens
 from support_agent.triage import offline_classify
 
-_ids = itertools.count(1)
 _MONTHS = {
     m: i
     for i, m in enumerate(
@@ -94,6 +92,8 @@ class _State:
         self.triage = data.get("triage", {})
         self.text = f"{self.ticket.get('subject', '')}\n{self.ticket.get('body', '')}"
         self.language = offline_classify(self.text, []).language
+        self.turn = 1
+        self._n = 0
 
     @classmethod
     def read(cls, messages: list[dict[str, Any]]) -> _State:
@@ -127,7 +127,10 @@ class _State:
                     calls.setdefault(name, []).append((args, result))
                 elif block.get("type") == "text":
                     notes.append(block["text"])
-        return cls(data, calls, notes)
+        state = cls(data, calls, notes)
+        # Tool-use ids are derived from the turn, so a replayed conversation yields the same ids.
+        state.turn = sum(1 for m in messages if m["role"] == "assistant") + 1
+        return state
 
     # --- helpers --------------------------------------------------------------------------------------
 
@@ -135,7 +138,13 @@ class _State:
         return self.calls[tool][-1][1] if tool in self.calls else None
 
     def use(self, name: str, **args: Any) -> dict[str, Any]:
-        return {"type": "tool_use", "id": f"toolu_offline_{next(_ids):05d}", "name": name, "input": args}
+        self._n += 1
+        return {
+            "type": "tool_use",
+            "id": f"toolu_offline_t{self.turn}_{self._n}",
+            "name": name,
+            "input": args,
+        }
 
     def say(self, text: str) -> dict[str, Any]:
         return {"type": "text", "text": text}
