@@ -54,10 +54,10 @@ def test_reminder_then_approval(fast_stack):
         poller,
         lambda: any("Reminder 1/1" in p.get("text", "") for p in fast_stack.slack.of("chat.postMessage")),
     )
-    reminder = [p for p in fast_stack.slack.of("chat.postMessage") if "Reminder" in p.get("text", "")][0]
-    assert reminder["thread_ts"] == fast_stack.slack.of("chat.postMessage")[0].get(
-        "ts", reminder["thread_ts"]
-    )
+    reminder = next(p for p in fast_stack.slack.of("chat.postMessage") if "Reminder" in p.get("text", ""))
+    approval = ApprovalRepository(fast_stack.ref("SessionsTable")).get(approval_id)
+    assert reminder["thread_ts"] == approval.slack_ts  # in the original message's thread
+    assert approval.reminders == 1
     assert click(fast_stack, approval_id)["statusCode"] == 200
     wait_for(
         poller,

@@ -102,8 +102,8 @@ def audit_actions(stack, sid):
 def test_every_agent_sample_event(stack, name):
     response = run_sample(stack, name)
     assert response == events.sample(name).spec["expect"]
-    sid = session_id_for("generic", "evt_0001")
-    assert session(stack, sid).state is SessionState.RESPONDED
+    if name.startswith("agent_step_start.") or name.startswith("agent_step_start_redelivered"):
+        assert session(stack, session_id_for("generic", "evt_0001")).state is SessionState.RESPONDED
 
 
 def test_redelivered_start_does_nothing_twice(stack):
