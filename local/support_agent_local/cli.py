@@ -135,6 +135,12 @@ def _invoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from support_agent_local.serve import serve
+
+    return serve(args.host, args.port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="support-agent", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -194,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     invoke.add_argument("function", choices=["intake", "agent_step", "notifier", "slack_interaction"])
     invoke.add_argument("--event", required=True, help="a file in events/ (listed in events/manifest.json)")
     invoke.set_defaults(run=_invoke)
+
+    serve = sub.add_parser("serve", help="the HTTP API on 127.0.0.1 with queues and the state machine running")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=3000, help="0 picks a free port")
+    serve.set_defaults(run=_serve)
 
     for register in EXTRA_COMMANDS:
         register(sub)
