@@ -35,8 +35,9 @@ format: install
 	$(BIN)/ruff check --fix .
 
 bench: install
-	$(BIN)/python bench/import_time.py
 	$(BIN)/python bench/agent_step.py
+	$(BIN)/python bench/slack_endpoint.py
+	$(BIN)/python bench/pipeline.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam

@@ -201,7 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     invoke.add_argument("--event", required=True, help="a file in events/ (listed in events/manifest.json)")
     invoke.set_defaults(run=_invoke)
 
-    serve = sub.add_parser("serve", help="the HTTP API on 127.0.0.1 with queues and the state machine running")
+    serve = sub.add_parser(
+        "serve", help="the HTTP API on 127.0.0.1 with queues and the state machine running"
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=3000, help="0 picks a free port")
     serve.set_defaults(run=_serve)

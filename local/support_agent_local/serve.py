@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from support_agent.sessions import SessionRepository
+
 from support_agent_local.emulator import EmbeddedAws
 from support_agent_local.functions import invoke
 from support_agent_local.runtime import Poller
@@ -23,12 +24,19 @@ from support_agent_local.slack_requests import api_event
 
 ROUTES: list[tuple[re.Pattern[str], str, str, str]] = [
     (re.compile(r"^/webhooks/(?P<source>[^/]+)$"), "IntakeFunction", "intake", "POST /webhooks/{source}"),
-    (re.compile(r"^/slack/interactions$"), "SlackInteractionFunction", "slack_interaction", "POST /slack/interactions"),
+    (
+        re.compile(r"^/slack/interactions$"),
+        "SlackInteractionFunction",
+        "slack_interaction",
+        "POST /slack/interactions",
+    ),
 ]
 
 
 class LocalApi:
-    def __init__(self, stack: EmbeddedAws, host: str = "127.0.0.1", port: int = 3000, out: Any = sys.stdout) -> None:
+    def __init__(
+        self, stack: EmbeddedAws, host: str = "127.0.0.1", port: int = 3000, out: Any = sys.stdout
+    ) -> None:
         self.stack = stack
         self.lock = threading.Lock()
         self.out = out
@@ -67,7 +75,9 @@ class LocalApi:
             if not delivered:
                 self.stopping.wait(0.1)
 
-    def call(self, method: str, path: str, headers: dict[str, str], body: str) -> tuple[int, dict[str, str], str]:
+    def call(
+        self, method: str, path: str, headers: dict[str, str], body: str
+    ) -> tuple[int, dict[str, str], str]:
         """One HTTP request through the matching handler."""
         if method == "GET" and path.startswith("/sessions/"):
             session = SessionRepository(self.stack.ref("SessionsTable")).get(path.rsplit("/", 1)[-1])
@@ -82,8 +92,16 @@ class LocalApi:
                 with self.lock, self.stack.environment_of(logical_id):
                     response = invoke(function, event)
                 self.log(f"{function}: {method} {path} → {response['statusCode']}")
-                return int(response["statusCode"]), dict(response.get("headers") or {}), str(response.get("body") or "")
-        return 404, {"content-type": "application/json"}, json.dumps({"error": f"no route for {method} {path}"})
+                return (
+                    int(response["statusCode"]),
+                    dict(response.get("headers") or {}),
+                    str(response.get("body") or ""),
+                )
+        return (
+            404,
+            {"content-type": "application/json"},
+            json.dumps({"error": f"no route for {method} {path}"}),
+        )
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         api = self
@@ -92,7 +110,9 @@ class LocalApi:
             def _answer(self, method: str) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length).decode() if length else ""
-                status, headers, text = api.call(method, self.path.split("?", 1)[0], dict(self.headers.items()), body)
+                status, headers, text = api.call(
+                    method, self.path.split("?", 1)[0], dict(self.headers.items()), body
+                )
                 data = text.encode()
                 self.send_response(status)
                 for key, value in headers.items():
@@ -118,8 +138,12 @@ def serve(host: str, port: int) -> int:
     with EmbeddedAws(parameters={"LogLevel": "WARNING"}) as stack:
         api = LocalApi(stack, host, port).start()
         secret = stack.secret("WebhookSecretName")
-        api.log(f"listening on {api.url} (POST /webhooks/generic|zendesk, POST /slack/interactions, GET /sessions/ID)")
-        api.log(f"local webhook secrets: generic={secret['generic']} zendesk={secret['zendesk']}; Slack API stand-in at {stack.slack.url if stack.slack else '-'}")
+        api.log(
+            f"listening on {api.url} (POST /webhooks/generic|zendesk, POST /slack/interactions, GET /sessions/ID)"
+        )
+        api.log(
+            f"local webhook secrets: generic={secret['generic']} zendesk={secret['zendesk']}; Slack API stand-in at {stack.slack.url if stack.slack else '-'}"
+        )
         try:
             while True:
                 time.sleep(0.5)

@@ -20,7 +20,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_serve_answers_signed_webhook_and_ticket_is_answered():
     proc = subprocess.Popen(
         [sys.executable, "-u", "-m", "support_agent_local.cli", "serve", "--port", "0"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         url = None
@@ -30,9 +33,22 @@ def test_serve_answers_signed_webhook_and_ticket_is_answered():
             found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
             url = found.group(1) if found else None
         assert url, "serve did not start"
-        body = json.dumps({"event_id": "curl-1", "ticket": {"id": "C-1", "subject": "Order?", "body": "Where is my order ORD-5001?",
-                                                            "requester": {"email": "jane.smith@example.com"}, "customer_id": "cus_jane"}}).encode()
-        headers = {"Content-Type": "application/json", **webhook_headers("generic", LOCAL_SECRETS["WebhookSecretName"]["generic"], body)}
+        body = json.dumps(
+            {
+                "event_id": "curl-1",
+                "ticket": {
+                    "id": "C-1",
+                    "subject": "Order?",
+                    "body": "Where is my order ORD-5001?",
+                    "requester": {"email": "jane.smith@example.com"},
+                    "customer_id": "cus_jane",
+                },
+            }
+        ).encode()
+        headers = {
+            "Content-Type": "application/json",
+            **webhook_headers("generic", LOCAL_SECRETS["WebhookSecretName"]["generic"], body),
+        }
         request = urllib.request.Request(f"{url}/webhooks/generic", data=body, headers=headers, method="POST")
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 202
@@ -47,7 +63,9 @@ def test_serve_answers_signed_webhook_and_ticket_is_answered():
             time.sleep(0.2)
         assert state == "responded"
         assert "ORD-5001" in session["replies"][0]
-        bad = urllib.request.Request(f"{url}/webhooks/generic", data=body, headers={"Content-Type": "application/json"}, method="POST")
+        bad = urllib.request.Request(
+            f"{url}/webhooks/generic", data=body, headers={"Content-Type": "application/json"}, method="POST"
+        )
         try:
             urllib.request.urlopen(bad, timeout=10)
         except urllib.error.HTTPError as exc:
