@@ -51,7 +51,7 @@ class LocalApi:
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def log(self, line: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} {line}", file=self.out, flush=True)

@@ -11,6 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 from support_agent_local.emulator import LOCAL_SECRETS
 from support_agent_local.events import webhook_headers
 
@@ -66,12 +67,9 @@ def test_serve_answers_signed_webhook_and_ticket_is_answered():
         bad = urllib.request.Request(
             f"{url}/webhooks/generic", data=body, headers={"Content-Type": "application/json"}, method="POST"
         )
-        try:
+        with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(bad, timeout=10)
-        except urllib.error.HTTPError as exc:
-            assert exc.code == 401
-        else:
-            raise AssertionError("unsigned webhook accepted")
+        assert refused.value.code == 401
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
