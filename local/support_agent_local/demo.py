@@ -133,7 +133,7 @@ def run_demo(
             with stack.environment_of("IntakeFunction"):
                 answer = invoke("intake", event)
             run.session_id = json.loads(answer["body"]).get("session_id", "")
-            poller.run_until_quiet()
+            poller.settle(run.session_id)
             session = sessions.get(run.session_id)
             if session and session.state.value == "awaiting_approval" and session.approval_id:
                 approval = approvals.get(session.approval_id)
@@ -150,7 +150,7 @@ def run_demo(
                     request = slack_requests.block_action(approval.approval_id, "approve")
                 with stack.environment_of("SlackInteractionFunction"):
                     invoke("slack_interaction", slack_requests.signed_event(request, signing))
-                poller.run_until_quiet()
+                poller.settle(run.session_id)
                 session = sessions.get(run.session_id)
             if session:
                 run.route, run.outcome, run.reason = (

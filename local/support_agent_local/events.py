@@ -98,7 +98,8 @@ def invoke_sample(stack: Any, name: str) -> Any:
     if event.spec.get("settle"):
         from support_agent_local.runtime import Poller
 
-        Poller(stack).run_until_quiet()
+        # Let background work land (state machines, notifications) before the event is sent.
+        Poller(stack).run_until_quiet(quiet_seconds=1.0)
     logical_id = stack.function_for_code(f"functions/{event.function}")
     with stack.environment_of(logical_id):
         return invoke(event.function, prepare(event, LOCAL_SECRETS))

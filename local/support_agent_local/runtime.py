@@ -57,6 +57,24 @@ def _record(message: Any, queue_arn: str) -> dict[str, Any]:
     }
 
 
+def settled(stack: EmbeddedAws, session_id: str) -> Any:
+    """A condition: the session is done (answered, with people, closed) or waits on a posted request."""
+    from support_agent.approvals import ApprovalRepository
+    from support_agent.sessions import SessionRepository
+
+    def check() -> bool:
+        session = SessionRepository(stack.ref("SessionsTable")).get(session_id)
+        if session is None or session.state.value in {"queued", "running"}:
+            return False
+        if session.state.value == "awaiting_approval" and session.approval_id:
+            approval = ApprovalRepository(stack.ref("SessionsTable")).get(session.approval_id)
+            # Settled while a posted request waits for a person; not while a decision travels back.
+            return approval is not None and approval.status == "pending" and bool(approval.slack_ts)
+        return True
+
+    return check
+
+
 class Poller:
     """Delivers every SQS queue's messages to its function until the system is quiet."""
 
@@ -95,6 +113,20 @@ class Poller:
             delivered += len(messages)
         self.deliveries += delivered
         return delivered
+
+    def run_until(self, condition: Any, timeout: float = 30.0) -> None:
+        """Poll until `condition()` holds (state machines run in background threads, at their own pace)."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the local runtime did not reach the expected state in time")
+            if not self.poll_once():
+                time.sleep(0.02)
+
+    def settle(self, session_id: str, timeout: float = 30.0) -> None:
+        """Poll until the session is settled (see `settled`), then drain what is still in flight."""
+        self.run_until(settled(self.stack, session_id), timeout)
+        self.run_until_quiet(quiet_seconds=0.2, timeout=timeout)
 
     def run_until_quiet(self, quiet_seconds: float = 0.3, timeout: float = 30.0) -> None:
         """Poll until nothing arrived for `quiet_seconds` (state machines run in the background)."""

@@ -30,7 +30,7 @@ def world(stack: EmbeddedAws) -> tuple[EmbeddedAws, FakeSlack, Poller]:
 def refund_ticket(stack: EmbeddedAws, poller: Poller) -> tuple[str, str]:
     response = events.invoke_sample(stack, "intake_webhook_zendesk.json")
     sid = json.loads(response["body"])["session_id"]
-    poller.run_until_quiet()
+    poller.settle(sid)
     session = SessionRepository(stack.ref("SessionsTable")).get(sid)
     assert session.state is SessionState.AWAITING_APPROVAL
     return sid, session.approval_id
@@ -61,7 +61,7 @@ def test_approve_runs_the_refund_once_and_replies(world):
 
     assert refunds(stack) == []  # nothing runs before a decision
     assert click(stack, slack_requests.block_action(approval_id, "approve"))["statusCode"] == 200
-    poller.run_until_quiet()
+    poller.settle(sid)
     made = refunds(stack)
     assert [(r.invoice_id, r.amount_cents) for r in made] == [("in_jane_2026_03", 19900)]
     session = SessionRepository(stack.ref("SessionsTable")).get(sid)
@@ -83,13 +83,13 @@ def test_approve_runs_the_refund_once_and_replies(world):
         "decision": {"kind": "approve"},
     }
     boto3.client("sqs").send_message(QueueUrl=stack.queue_url("AgentQueue"), MessageBody=json.dumps(resume))
-    poller.run_until_quiet()
+    poller.settle(sid)
     assert len(refunds(stack)) == 1
 
 
 def test_five_concurrent_clicks_one_refund(world):
     stack, slack, poller = world
-    _sid, approval_id = refund_ticket(stack, poller)
+    sid, approval_id = refund_ticket(stack, poller)
     users = ["U0APPROVER1", "U0APPROVER2", "U0LEAD", "U0APPROVER1", "U0APPROVER2"]
     results: list[int] = []
     threads = [
@@ -104,7 +104,7 @@ def test_five_concurrent_clicks_one_refund(world):
         t.start()
     for t in threads:
         t.join()
-    poller.run_until_quiet()
+    poller.settle(sid)
     assert results == [200] * 5
     assert len(refunds(stack)) == 1
     assert len(slack.of("chat.postEphemeral")) == 4
@@ -120,13 +120,13 @@ def test_non_approver_is_refused_and_audited(world):
     assert ("approval:unauthorized", "refused") in actions
     # A member of an approver user group (resolved with usergroups.users.list) may decide.
     click(stack, slack_requests.block_action(approval_id, "approve", user="U0LEAD"))
-    poller.run_until_quiet()
+    poller.settle(sid)
     assert len(refunds(stack)) == 1
 
 
 def test_stale_bad_and_replayed_signatures(world):
     stack, slack, poller = world
-    _sid, approval_id = refund_ticket(stack, poller)
+    sid, approval_id = refund_ticket(stack, poller)
     stale = click(
         stack, slack_requests.block_action(approval_id, "approve"), timestamp=__import__("time").time() - 400
     )
@@ -145,7 +145,7 @@ def test_stale_bad_and_replayed_signatures(world):
     with stack.environment_of("SlackInteractionFunction"):
         invoke("slack_interaction", good)
         invoke("slack_interaction", good)
-    poller.run_until_quiet()
+    poller.settle(sid)
     assert len(refunds(stack)) == 1
 
 
@@ -158,7 +158,7 @@ def test_partial_refund_validated_then_executed(world):
     assert json.loads(too_much["body"])["response_action"] == "errors"
     assert ApprovalRepository(stack.ref("SessionsTable")).get(approval_id).status == "pending"
     click(stack, slack_requests.view_submission(approval_id, "partial", "$99.50"))
-    poller.run_until_quiet()
+    poller.settle(sid)
     assert [r.amount_cents for r in refunds(stack)] == [9950]
     transcript_args = [
         b["input"]
@@ -175,7 +175,7 @@ def test_deny_feeds_reason_into_reply(world):
     stack, slack, poller = world
     sid, approval_id = refund_ticket(stack, poller)
     click(stack, slack_requests.view_submission(approval_id, "deny", "the outage credit was already applied"))
-    poller.run_until_quiet()
+    poller.settle(sid)
     session = SessionRepository(stack.ref("SessionsTable")).get(sid)
     assert refunds(stack) == []
     assert session.state is SessionState.RESPONDED
@@ -187,7 +187,7 @@ def test_reply_manually_posts_human_text(world):
     sid, approval_id = refund_ticket(stack, poller)
     text = "Hi Jane, I have looked at this personally and will call you tomorrow. — Dana"
     click(stack, slack_requests.view_submission(approval_id, "reply_manually", text))
-    poller.run_until_quiet()
+    poller.settle(sid)
     assert SessionRepository(stack.ref("SessionsTable")).get(sid).replies[-1] == text
     public = [
         c.body for c in EmbeddedTickets(stack.ref("EmbeddedDataTable")).list_comments("4829") if c.public

@@ -48,7 +48,8 @@ def summary_lines(approval: Approval) -> list[tuple[str, str]]:
 
 
 def title(approval: Approval) -> str:
-    return f"Support Escalation — Ticket #{approval.escalation.get('ticket_id', '?')}"
+    kind = "Handoff" if approval.kind == "handoff" else "Escalation"
+    return f"Support {kind} — Ticket #{approval.escalation.get('ticket_id', '?')}"
 
 
 def plain_text(approval: Approval) -> str:
@@ -113,6 +114,10 @@ def outcome_line(approval: Approval, decision: Decision, when: str) -> str:
         return f"Denied by {who} at {when} — {decision.reason}"
     if decision.kind == "reply_manually":
         return f"Answered manually by {who} at {when}"
+    if decision.kind == "take_over":
+        return f"Taken over by {who} at {when}"
+    if decision.kind == "send_draft":
+        return f"Agent's draft sent by {who} at {when}"
     if decision.kind == "expired":
         return f"This request expired at {when} without a decision; the ticket went to the team."
     return f"{decision.kind.replace('_', ' ').capitalize()} by {who} at {when}"

@@ -37,6 +37,7 @@ class InteractionService:
     audit: AuditTrail
     slack: Any
     signing_secret: str
+    agent_queue_url: str = ""
 
     def handle(self, headers: dict[str, str], body: str) -> SlackAnswer:
         from slack_sdk.signature import SignatureVerifier
@@ -131,6 +132,17 @@ class InteractionService:
             payload.get("user", {}),
             {"amount_cents": decision.amount_cents, "args_hash": approval.args_hash},
         )
+        if approval.kind == "handoff":
+            # No workflow waits on a handoff notice: the agent follows up from its queue directly.
+            message = {
+                "type": "resume",
+                "session_id": approval.session_id,
+                "approval_id": approval.approval_id,
+                "decision": decision.model_dump(mode="json"),
+            }
+            aws.sqs().send_message(QueueUrl=self.agent_queue_url, MessageBody=json.dumps(message))
+            self._update_message(approval, decision)
+            return SlackAnswer(200)
         token = self.approvals.task_token(approval.approval_id)
         client = aws.stepfunctions()
         try:
@@ -147,6 +159,11 @@ class InteractionService:
                 payload.get("user", {}),
                 "This request expired: the ticket has gone to the team.",
             )
+        self._update_message(approval, decision)
+        return SlackAnswer(200)
+
+    def _update_message(self, approval: Approval, decision: Decision) -> None:
+        """Buttons removed; who decided what, and when."""
         if approval.slack_ts:
             when = decision.at[11:16]
             self.slack.chat_update(
@@ -155,7 +172,6 @@ class InteractionService:
                 text=outcome_line(approval, decision, when),
                 blocks=decided_blocks(approval, decision, when),
             )
-        return SlackAnswer(200)
 
     def _already(self, payload: dict[str, Any], approval: Approval, user: dict[str, Any]) -> SlackAnswer:
         made = approval.decision
@@ -250,4 +266,5 @@ def from_settings() -> InteractionService:
         audit=AuditTrail(s.audit_table),
         slack=web_client(str(secret["bot_token"])),
         signing_secret=str(secret["signing_secret"]),
+        agent_queue_url=s.agent_queue_url,
     )

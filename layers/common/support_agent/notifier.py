@@ -20,7 +20,7 @@ from support_agent.slack import channel_name
 class NotifyMessage(BaseModel):
     model_config = ConfigDict(extra="ignore", defer_build=True)
 
-    type: Literal["request", "reminder", "expired"]
+    type: Literal["request", "reminder", "expired", "handoff"]
     approval_id: str
     session_id: str
     channel: str = ""
@@ -44,10 +44,11 @@ class Notifier:
         if approval is None:
             raise UnknownApproval(message.approval_id)
         sid = approval.session_id
-        if message.type == "request":
-            self.approvals.set_fields(
-                approval.approval_id, task_token=message.task_token, task_token_set=True
-            )
+        if message.type in {"request", "handoff"}:
+            if message.task_token:
+                self.approvals.set_fields(
+                    approval.approval_id, task_token=message.task_token, task_token_set=True
+                )
             if approval.slack_ts:  # a redelivered request: the message is already posted
                 return "token_refreshed"
             posted = self.slack.chat_postMessage(

@@ -154,6 +154,7 @@ class PolicyDocument(BaseModel):
     policies: list[str | dict[str, RuleOptions | None]] = Field(min_length=1)
     budget: Budget
     approvers: dict[str, Approvers] = Field(default_factory=dict)
+    handoff_channel: str | None = None
     triage: Triage = Field(default_factory=Triage)
 
     @field_validator("timezone")
@@ -198,6 +199,12 @@ class Policy:
     def could_allow(self, action: str) -> bool:
         """True when some allow rule names this action (so a tool for it is worth offering at all)."""
         return any(rule.effect == "allow" and _action_matches(rule.action, action) for rule in self.rules)
+
+    def handoff_channel(self) -> str | None:
+        """Where handoffs are announced: `handoff_channel`, else the first approval channel of the rules."""
+        if self.document.handoff_channel:
+            return self.document.handoff_channel
+        return next((r.approval_channel for r in self.rules if r.approval_channel), None)
 
     def approvers_for(self, channel: str) -> Approvers:
         """Approvers configured for an approval channel (none configured: nobody may approve)."""

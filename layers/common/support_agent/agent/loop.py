@@ -45,6 +45,12 @@ class WorkflowStarter(Protocol):
         ...
 
 
+class HandoffNotifier(Protocol):
+    def notify(self, approval_id: str, session_id: str, channel: str) -> None:
+        """Tell people in Slack that a ticket was handed to them (Take over / Send agent's draft)."""
+        ...
+
+
 @dataclass
 class RunResult:
     outcome: Outcome
@@ -82,6 +88,7 @@ class AgentRunner:
     adapters: Adapters
     provider: ModelProvider
     workflow: WorkflowStarter
+    handoff_notices: HandoffNotifier | None = None
     max_turns: int = 8
     max_tokens_per_call: int = DEFAULT_MAX_TOKENS
 
@@ -111,6 +118,8 @@ class AgentRunner:
         approval = self.approvals.get(approval_id)
         if approval is None or approval.session_id != session_id or approval.decision is None:
             return RunResult("skipped", "no recorded decision for this approval")
+        if approval.kind == "handoff":
+            return self.follow_up_handoff(session_id, approval)
         if approval.decision.kind != decision.get("kind"):
             return RunResult("skipped", "the message does not match the recorded decision")
         try:
@@ -343,7 +352,13 @@ class AgentRunner:
     # --- outcomes ------------------------------------------------------------------------------------
 
     def _finish(
-        self, run: _Run, new: SessionState, audit_action: str, audit_outcome: str, **fields: Any
+        self,
+        run: _Run,
+        new: SessionState,
+        audit_action: str,
+        audit_outcome: str,
+        also: list[dict[str, Any]] | None = None,
+        **fields: Any,
     ) -> None:
         item = self.sessions.transition_item(
             run.sid,
@@ -357,7 +372,7 @@ class AgentRunner:
         )
         self._record(run, audit_action, f"tickets/{run.session.ticket.id}", "n/a", audit_outcome)
         try:
-            self.audit.flush(run.sid, [item])
+            self.audit.flush(run.sid, [*(also or []), item])
         except WriteRefused as exc:
             raise TransitionRefused(str(exc)) from None
 
@@ -389,17 +404,90 @@ class AgentRunner:
             run, issue=summary or reason, recommendation="A person should take over"
         )
         escalation["draft_reply"] = draft
+        channel = self.policy.handoff_channel()
+        notice = None
+        if channel and self.handoff_notices is not None:
+            notice = Approval(
+                approval_id="hof_" + hashlib.sha256(f"{run.sid}:handoff".encode()).hexdigest()[:20],
+                session_id=run.sid,
+                kind="handoff",
+                channel=channel,
+                escalation=escalation,
+            )
         self._finish(
             run,
             SessionState.HANDOFF,
             "session:handoff",
             reason,
+            also=[self.approvals.put_item(notice)] if notice else None,
             outcome="handoff",
             reason=reason,
             escalation=escalation,
+            approval_id=notice.approval_id if notice else run.session.approval_id,
             transcript=[],
         )
+        if notice and self.handoff_notices is not None:
+            try:
+                self.handoff_notices.notify(notice.approval_id, run.sid, notice.channel)
+            except Exception as exc:  # the ticket is already assigned to people in the helpdesk
+                self.audit.append(
+                    run.sid,
+                    actor="agent",
+                    action="slack:handoff_notice",
+                    resource=notice.channel,
+                    decision="n/a",
+                    outcome="failed",
+                    details={"error": str(exc)[:200]},
+                )
         return RunResult("handoff", reason)
+
+    def follow_up_handoff(self, session_id: str, approval: Approval) -> RunResult:
+        """A person answered a handoff notice: send the agent's draft, or take the ticket over."""
+        made = approval.decision
+        session = self.sessions.get(session_id)
+        if made is None or session is None or session.state is not SessionState.HANDOFF:
+            return RunResult("skipped", "no handoff waiting for this decision")
+        ticket = session.ticket
+        who = made.by_name or made.by
+        if made.kind == "take_over":
+            self.adapters.tickets.assign(ticket.id, f"slack:{made.by}")
+            self.audit.append(
+                session_id,
+                actor=f"slack:{made.by}",
+                action="tickets:assign",
+                resource=f"tickets/{ticket.id}",
+                decision="human decision",
+                outcome="taken_over",
+            )
+            return RunResult("handoff", f"taken over by {who}")
+        draft = str((session.escalation or {}).get("draft_reply") or "")
+        decision = self.policy.authorize("tickets:respond", f"queue/{ticket.queue}")
+        if made.kind != "send_draft" or not draft or not decision.allowed:
+            return RunResult("skipped", "nothing to send")
+        self.audit.record(
+            session_id,
+            actor=f"slack:{made.by}",
+            action="tickets:respond",
+            resource=f"queue/{ticket.queue}",
+            decision=decision.describe(),
+            outcome="draft_sent",
+        )
+        # Closing first makes the send at most once: a redelivered message finds the session closed.
+        item = self.sessions.transition_item(
+            session_id,
+            SessionState.HANDOFF,
+            SessionState.CLOSED,
+            replies=[*session.replies, draft],
+            outcome="respond",
+        )
+        try:
+            self.audit.flush(session_id, [item])
+        except WriteRefused:
+            return RunResult("skipped", "session already closed")
+        self.adapters.tickets.respond(
+            ticket.id, draft, f"Agent's draft sent by {who}.", "solved", f"{session_id}-draft"
+        )
+        return RunResult("respond", f"draft sent by {who}")
 
     def _request_approval(self, run: _Run, pending: PendingAction) -> RunResult:
         approval_id = "apr_" + hashlib.sha256(f"{run.sid}:{pending.tool_use_id}".encode()).hexdigest()[:20]

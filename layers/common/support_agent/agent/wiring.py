@@ -28,6 +28,17 @@ class StepFunctionsStarter:
             return
 
 
+class NotifyQueueHandoffs:
+    """Handoff notices go to the NotifyQueue, where the notifier posts them to Slack."""
+
+    def __init__(self, queue_url: str) -> None:
+        self.queue_url = queue_url
+
+    def notify(self, approval_id: str, session_id: str, channel: str) -> None:
+        body = {"type": "handoff", "approval_id": approval_id, "session_id": session_id, "channel": channel}
+        aws.sqs().send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(body))
+
+
 def provider_from_env() -> ModelProvider:
     """MODEL_PROVIDER: anthropic | bedrock | offline | replay:FILE (default: anthropic if a key exists)."""
     from support_agent.config import settings
@@ -82,5 +93,6 @@ def runner_from_env(provider: ModelProvider | None = None) -> AgentRunner:
         adapters=embedded_adapters(s.embedded_data_table),
         provider=provider or provider_from_env(),
         workflow=StepFunctionsStarter(s.approval_state_machine_arn),
+        handoff_notices=NotifyQueueHandoffs(s.notify_queue_url) if s.notify_queue_url else None,
         max_turns=s.max_turns,
     )
