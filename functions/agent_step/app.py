@@ -17,7 +17,8 @@ from support_agent.observability import LazyTracer
 logger = Logger()
 tracer = LazyTracer()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS)
+# A wholly failed batch is reported record by record (the same retry as raising, without an error stack).
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 @tracer.capture_method

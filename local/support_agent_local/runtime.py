@@ -98,9 +98,14 @@ class Poller:
             if not messages:
                 continue
             event = {"Records": [_record(m, self.stack.queue_arn(mapping.queue)) for m in messages]}
-            with self.stack.environment_of(mapping.logical_id):
-                response = invoke(mapping.function, event) or {}
-            failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+            try:
+                with self.stack.environment_of(mapping.logical_id):
+                    response = invoke(mapping.function, event) or {}
+                failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+            except Exception as exc:  # a function error returns the whole batch to the queue, as on Lambda
+                failed = {m["MessageId"] for m in messages}
+                if self.log:
+                    self.log(f"{mapping.function}: error {type(exc).__name__}: {exc}")
             for message in messages:
                 if message["MessageId"] in failed:
                     self.sqs.change_message_visibility(
