@@ -1,0 +1,48 @@
+"""The README's local commands run as written (the AWS ones, `sam deploy` and `aws secretsmanager`, need an
+account; `make demo` and `make test` have their own tests and CI)."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+BLOCKS = re.findall(r"```bash\n(.*?)```", README, re.S)
+CLI_LINES = [line.strip() for block in BLOCKS for line in block.splitlines() if line.strip().startswith(".venv/bin/support-agent")]
+
+
+def test_readme_opens_with_the_two_commands():
+    first = BLOCKS[0].splitlines()
+    assert first[0].startswith("make demo") and first[1].startswith("make test")
+
+
+@pytest.mark.parametrize("line", CLI_LINES)
+def test_readme_cli_command(line):
+    out = subprocess.run(line, shell=True, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-1500:]
+    assert out.stdout.strip()
+
+
+def test_readme_curl_against_serve():
+    block = next(b for b in BLOCKS if "curl" in b)
+    proc = subprocess.Popen([sys.executable, "-u", "-m", "support_agent_local.cli", "serve", "--port", "0"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        port = None
+        deadline = time.monotonic() + 60
+        while port is None and time.monotonic() < deadline:
+            found = re.search(r"listening on http://127\.0\.0\.1:(\d+)", proc.stdout.readline())
+            port = found.group(1) if found else None
+        assert port
+        out = subprocess.run(["bash", "-c", block.replace("localhost:3000", f"localhost:{port}")], capture_output=True, text=True, timeout=60)
+        assert '"status":"queued"' in out.stdout.replace(" ", ""), out.stdout + out.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
