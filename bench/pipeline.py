@@ -25,7 +25,7 @@ from support_agent.agent.offline import OfflineProvider
 from support_agent_local import functions, runtime, slack_requests
 from support_agent_local.demo import BUNDLED, load_tickets
 from support_agent_local.emulator import EmbeddedAws
-from support_agent_local.events import webhook_headers
+from support_agent_local.events import signed_webhook_event
 
 ROOT = Path(__file__).resolve().parents[1]
 TERMINAL = {"responded", "handoff", "closed"}
@@ -81,25 +81,17 @@ def main() -> int:
                 handler_seconds[0],
                 model_seconds[0],
             )
-            body = json.dumps(
-                {
-                    "event_id": f"bench-{i}",
-                    "ticket": {
-                        "id": f"B-{i}",
-                        "subject": ticket["subject"],
-                        "body": ticket["body"],
-                        "requester": {"email": ticket["requester_email"]},
-                        **({"customer_id": ticket["customer_id"]} if ticket.get("customer_id") else {}),
-                    },
-                }
-            )
-            event = slack_requests.api_event(
-                "/webhooks/generic",
-                body,
-                {"content-type": "application/json", **webhook_headers("generic", secret, body.encode())},
-                "POST /webhooks/{source}",
-            )
-            event["pathParameters"] = {"source": "generic"}
+            payload = {
+                "event_id": f"bench-{i}",
+                "ticket": {
+                    "id": f"B-{i}",
+                    "subject": ticket["subject"],
+                    "body": ticket["body"],
+                    "requester": {"email": ticket["requester_email"]},
+                    **({"customer_id": ticket["customer_id"]} if ticket.get("customer_id") else {}),
+                },
+            }
+            event = signed_webhook_event("generic", secret, payload)
             with stack.environment_of("IntakeFunction"):
                 sid = json.loads(timed_invoke("intake", event)["body"])["session_id"]
             decided = False

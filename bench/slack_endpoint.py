@@ -15,7 +15,7 @@ import time
 from support_agent.sessions import SessionRepository
 from support_agent_local import slack_requests
 from support_agent_local.emulator import EmbeddedAws
-from support_agent_local.events import webhook_headers
+from support_agent_local.events import signed_webhook_event
 from support_agent_local.functions import invoke
 from support_agent_local.runtime import Poller
 
@@ -30,25 +30,17 @@ def main() -> int:
         signing = stack.secret("SlackSecretName")["signing_secret"]
         sessions = []
         for i in range(args.n + 1):
-            body = json.dumps(
-                {
-                    "event_id": f"click-{i}",
-                    "ticket": {
-                        "id": f"S-{i}",
-                        "subject": "Refund for March invoice",
-                        "body": "We had an outage in March, the service was down. Please refund the March invoice.",
-                        "requester": {"email": "jane.smith@example.com"},
-                        "customer_id": "cus_jane",
-                    },
-                }
-            )
-            event = slack_requests.api_event(
-                "/webhooks/generic",
-                body,
-                {"content-type": "application/json", **webhook_headers("generic", secret, body.encode())},
-                "POST /webhooks/{source}",
-            )
-            event["pathParameters"] = {"source": "generic"}
+            payload = {
+                "event_id": f"click-{i}",
+                "ticket": {
+                    "id": f"S-{i}",
+                    "subject": "Refund for March invoice",
+                    "body": "We had an outage in March, the service was down. Please refund the March invoice.",
+                    "requester": {"email": "jane.smith@example.com"},
+                    "customer_id": "cus_jane",
+                },
+            }
+            event = signed_webhook_event("generic", secret, payload)
             with stack.environment_of("IntakeFunction"):
                 sessions.append(json.loads(invoke("intake", event)["body"])["session_id"])
         Poller(stack).run_until_quiet(quiet_seconds=1.0, timeout=300)

@@ -24,7 +24,7 @@ from support_agent.sessions import SessionRepository
 
 from support_agent_local import slack_requests
 from support_agent_local.emulator import EmbeddedAws
-from support_agent_local.events import webhook_headers
+from support_agent_local.events import signed_webhook_event
 from support_agent_local.functions import invoke
 from support_agent_local.runtime import Poller
 
@@ -122,14 +122,7 @@ def run_demo(
                     "url": f"https://support.example.com/tickets/D-{1000 + i}",
                 },
             }
-            body = json.dumps(payload)
-            event = slack_requests.api_event(
-                "/webhooks/generic",
-                body,
-                {"content-type": "application/json", **webhook_headers("generic", secret, body.encode())},
-                "POST /webhooks/{source}",
-            )
-            event["pathParameters"] = {"source": "generic"}
+            event = signed_webhook_event("generic", secret, payload)
             with stack.environment_of("IntakeFunction"):
                 answer = invoke("intake", event)
             run.session_id = json.loads(answer["body"]).get("session_id", "")

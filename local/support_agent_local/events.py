@@ -103,3 +103,14 @@ def invoke_sample(stack: Any, name: str) -> Any:
     logical_id = stack.function_for_code(f"functions/{event.function}")
     with stack.environment_of(logical_id):
         return invoke(event.function, prepare(event, LOCAL_SECRETS))
+
+
+def signed_webhook_event(source: str, secret: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """An API Gateway event for POST /webhooks/{source} carrying `payload`, signed now with `secret`."""
+    from support_agent_local.slack_requests import api_event
+
+    body = json.dumps(payload)
+    headers = {"content-type": "application/json", **webhook_headers(source, secret, body.encode())}
+    event = api_event(f"/webhooks/{source}", body, headers, "POST /webhooks/{source}")
+    event["pathParameters"] = {"source": source}
+    return event

@@ -9,31 +9,23 @@ from support_agent.adapters.embedded import EmbeddedTickets
 from support_agent.models import SessionState
 from support_agent.sessions import SessionRepository
 from support_agent_local import slack_requests
-from support_agent_local.events import webhook_headers
+from support_agent_local.events import signed_webhook_event
 from support_agent_local.functions import invoke
 from support_agent_local.runtime import Poller
 
 
 def complaint(stack) -> str:
     secret = stack.secret("WebhookSecretName")["generic"]
-    body = json.dumps(
-        {
-            "event_id": "hof-1",
-            "ticket": {
-                "id": "H-1",
-                "subject": "Rude agent",
-                "body": "Your agent was rude to me on the phone. I want to complain.",
-                "requester": {"email": "sam.oneill@example.co.uk"},
-            },
-        }
-    )
-    event = slack_requests.api_event(
-        "/webhooks/generic",
-        body,
-        {"content-type": "application/json", **webhook_headers("generic", secret, body.encode())},
-        "POST /webhooks/{source}",
-    )
-    event["pathParameters"] = {"source": "generic"}
+    payload = {
+        "event_id": "hof-1",
+        "ticket": {
+            "id": "H-1",
+            "subject": "Rude agent",
+            "body": "Your agent was rude to me on the phone. I want to complain.",
+            "requester": {"email": "sam.oneill@example.co.uk"},
+        },
+    }
+    event = signed_webhook_event("generic", secret, payload)
     with stack.environment_of("IntakeFunction"):
         sid = json.loads(invoke("intake", event)["body"])["session_id"]
     poller = Poller(stack)

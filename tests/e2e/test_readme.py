@@ -15,7 +15,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"```bash\n(.*?)```", README, re.S)
-CLI_LINES = [line.strip() for block in BLOCKS for line in block.splitlines() if line.strip().startswith(".venv/bin/support-agent")]
+CLI_LINES = [
+    line.strip()
+    for block in BLOCKS
+    for line in block.splitlines()
+    if line.strip().startswith(".venv/bin/support-agent")
+]
 
 
 def test_readme_opens_with_the_two_commands():
@@ -32,8 +37,13 @@ def test_readme_cli_command(line):
 
 def test_readme_curl_against_serve():
     block = next(b for b in BLOCKS if "curl" in b)
-    proc = subprocess.Popen([sys.executable, "-u", "-m", "support_agent_local.cli", "serve", "--port", "0"], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "support_agent_local.cli", "serve", "--port", "0"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         port = None
         deadline = time.monotonic() + 60
@@ -41,7 +51,12 @@ def test_readme_curl_against_serve():
             found = re.search(r"listening on http://127\.0\.0\.1:(\d+)", proc.stdout.readline())
             port = found.group(1) if found else None
         assert port
-        out = subprocess.run(["bash", "-c", block.replace("localhost:3000", f"localhost:{port}")], capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            ["bash", "-c", block.replace("localhost:3000", f"localhost:{port}")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert '"status":"queued"' in out.stdout.replace(" ", ""), out.stdout + out.stderr
     finally:
         proc.send_signal(signal.SIGINT)

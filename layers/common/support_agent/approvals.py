@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from support_agent import aws, clock
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+    pass
 
 DecisionKind = Literal["approve", "partial", "deny", "reply_manually", "take_over", "send_draft", "expired"]
 
@@ -64,15 +64,7 @@ def _key(approval_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"APPROVAL#{approval_id}"}, "sk": {"S": "APPROVAL"}}
 
 
-class ApprovalRepository:
-    def __init__(self, table: str, client: DynamoDBClient | None = None) -> None:
-        self.table = table
-        self._client = client
-
-    @property
-    def client(self) -> DynamoDBClient:
-        return self._client or aws.dynamodb()
-
+class ApprovalRepository(aws.DynamoTable):
     def put_item(self, approval: Approval) -> dict[str, Any]:
         """The create as a TransactWriteItems entry (written with the session's state change)."""
         item = {**_key(approval.approval_id), **aws.to_item(approval.model_dump(mode="json"))}

@@ -90,19 +90,14 @@ class VerifyReport:
         return not self.problems
 
 
-class AuditTrail:
+class AuditTrail(aws.DynamoTable):
     """Writer and reader of the audit table (keys: session_id, seq)."""
 
     def __init__(self, table: str, client: DynamoDBClient | None = None) -> None:
-        self.table = table
-        self._client = client
+        super().__init__(table, client)
         # Last (seq, hash) we wrote per session: saves a read per append within one invocation.
         self._heads: dict[str, tuple[int, str]] = {}
         self._pending: dict[str, list[dict[str, Any]]] = {}
-
-    @property
-    def client(self) -> DynamoDBClient:
-        return self._client or aws.dynamodb()
 
     def record(
         self,
@@ -190,38 +185,17 @@ class AuditTrail:
         outcome: str,
         details: dict[str, Any] | None = None,
     ) -> AuditEntry:
-        """Add one entry at the end of the session's chain (retries if another writer got there first)."""
-        for _attempt in range(8):
-            seq, prev = self._heads.get(session_id) or self._read_head(session_id)
-            entry = AuditEntry(
-                session_id=session_id,
-                seq=seq + 1,
-                time=clock.iso(),
-                actor=actor,
-                action=action,
-                resource=resource,
-                decision=decision,
-                outcome=outcome,
-                details=scrub(details or {}),
-                prev_hash=prev,
-            )
-            entry.hash = entry.compute_hash()
-            try:
-                self.client.put_item(
-                    TableName=self.table,
-                    Item=aws.to_item(
-                        {**entry.model_dump(), "details": json.dumps(entry.details, sort_keys=True)}
-                    ),
-                    ConditionExpression="attribute_not_exists(seq)",
-                )
-            except Exception as exc:
-                if not aws.is_conditional_failure(exc):
-                    raise
-                self._heads.pop(session_id, None)
-                continue
-            self._heads[session_id] = (entry.seq, entry.hash)
-            return entry
-        raise RuntimeError(f"audit append for {session_id} lost the race 8 times")
+        """Add one entry at the end of the session's chain now (after any entries still buffered)."""
+        self.record(
+            session_id,
+            actor=actor,
+            action=action,
+            resource=resource,
+            decision=decision,
+            outcome=outcome,
+            details=details,
+        )
+        return self.flush(session_id)[-1]
 
     def _read_head(self, session_id: str) -> tuple[int, str]:
         resp = self.client.query(

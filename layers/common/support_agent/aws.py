@@ -92,3 +92,15 @@ def is_conditional_failure(exc: Exception) -> bool:
     """True when a DynamoDB write was refused by its condition."""
     code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
     return code in {"ConditionalCheckFailedException", "TransactionCanceledException"}
+
+
+class DynamoTable:
+    """Base of the classes that own one DynamoDB table: its name, and a client (injected or the shared one)."""
+
+    def __init__(self, table: str, client: DynamoDBClient | None = None) -> None:
+        self.table = table
+        self._client = client
+
+    @property
+    def client(self) -> DynamoDBClient:
+        return self._client or dynamodb()

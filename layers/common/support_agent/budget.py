@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from support_agent import aws, clock
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+    pass
 
 _KEEP_DAYS = 35
 
@@ -25,16 +25,8 @@ class Slot:
     limit: int
 
 
-class DailySessionBudget:
+class DailySessionBudget(aws.DynamoTable):
     """Counter of sessions started per day (a day in the policy's time zone, UTC by default)."""
-
-    def __init__(self, table: str, client: DynamoDBClient | None = None) -> None:
-        self.table = table
-        self._client = client
-
-    @property
-    def client(self) -> DynamoDBClient:
-        return self._client or aws.dynamodb()
 
     def take(self, limit: int, tz: tzinfo) -> Slot:
         """Take one slot of today's budget if one is left; never goes over `limit`."""
@@ -69,16 +61,8 @@ class DailySessionBudget:
         return int(resp.get("Item", {}).get("used", {}).get("N", "0"))
 
 
-class SessionTokenBudget:
+class SessionTokenBudget(aws.DynamoTable):
     """Tokens spent by one session, kept on the session item."""
-
-    def __init__(self, table: str, client: DynamoDBClient | None = None) -> None:
-        self.table = table
-        self._client = client
-
-    @property
-    def client(self) -> DynamoDBClient:
-        return self._client or aws.dynamodb()
 
     def charge(self, session_id: str, tokens: int, limit: int) -> int | None:
         """Add `tokens` if the total stays within `limit`; returns the new total, or None if refused."""

@@ -49,17 +49,12 @@ def _key(session_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"SESSION#{session_id}"}, "sk": {"S": "SESSION"}}
 
 
-class SessionRepository:
+class SessionRepository(aws.DynamoTable):
     """Create, read and move sessions."""
 
     def __init__(self, table: str, ttl_days: int = 90, client: DynamoDBClient | None = None) -> None:
-        self.table = table
+        super().__init__(table, client)
         self.ttl_days = ttl_days
-        self._client = client
-
-    @property
-    def client(self) -> DynamoDBClient:
-        return self._client or aws.dynamodb()
 
     def create(
         self, session_id: str, ticket: Ticket, state: SessionState, reason: str | None = None

@@ -22,15 +22,7 @@ SAMPLE_DATA = Path(__file__).resolve().parents[1] / "data" / "sample_data.json"
 PROFILE_FIELDS = {"name", "notifications"}
 
 
-class _Table:
-    def __init__(self, table: str, client: DynamoDBClient | None = None) -> None:
-        self.table = table
-        self._client = client
-
-    @property
-    def client(self) -> DynamoDBClient:
-        return self._client or aws.dynamodb()
-
+class _Table(aws.DynamoTable):
     def get(self, pk: str, sk: str) -> dict[str, Any] | None:
         item = self.client.get_item(TableName=self.table, Key=_k(pk, sk)).get("Item")
         return aws.from_item(item) if item else None
