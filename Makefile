@@ -14,7 +14,12 @@ $(BIN)/support-agent: pyproject.toml layers/common/requirements.txt
 	$(BIN)/pip install -q -r layers/common/requirements.txt -e '.[dev]'
 	@touch $@
 
-install: $(BIN)/support-agent
+# dynalite (npm) backs the concurrency tests: its conditional writes are atomic, moto's are not.
+.tools/node_modules/.bin/dynalite:
+	@command -v npm >/dev/null 2>&1 && npm install --prefix .tools --no-audit --no-fund --silent dynalite@3 \
+		|| echo "npm not found: the dynalite concurrency tests will be skipped"
+
+install: $(BIN)/support-agent .tools/node_modules/.bin/dynalite
 
 demo: install
 	$(BIN)/support-agent demo --decisions auto

@@ -1,0 +1,117 @@
+"""Exactness under concurrency, against dynalite (a DynamoDB implementation whose conditional writes are
+atomic; moto's are not under threads, so a concurrency test against moto would prove nothing).
+
+dynalite comes from npm (`make install` puts it in .tools/); without it these tests are skipped.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from support_agent.approvals import AlreadyDecided, Approval, ApprovalRepository, Decision
+from support_agent.budget import DailySessionBudget, SessionTokenBudget
+from support_agent.models import Requester, SessionState, Ticket
+from support_agent.sessions import SessionRepository
+from support_agent_local.template import Resolver, load_template
+
+ROOT = Path(__file__).resolve().parents[2]
+DYNALITE = ROOT / ".tools" / "node_modules" / ".bin" / "dynalite"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def dynalite() -> Iterator[Any]:
+    if not DYNALITE.exists() or shutil.which("node") is None:
+        pytest.skip("dynalite is not installed (make install runs npm for it)")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [str(DYNALITE), "--port", str(port), "--createTableMs", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    client = boto3.client(
+        "dynamodb",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            client.list_tables()
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise
+            time.sleep(0.1)
+    resolver = Resolver(load_template())
+    for logical in ("BudgetsTable", "SessionsTable"):
+        props = resolver.resolve(load_template()["Resources"][logical]["Properties"])
+        client.create_table(
+            TableName=logical,
+            AttributeDefinitions=props["AttributeDefinitions"],
+            KeySchema=props["KeySchema"],
+            BillingMode=props["BillingMode"],
+        )
+        client.get_waiter("table_exists").wait(
+            TableName=logical, WaiterConfig={"Delay": 0.2, "MaxAttempts": 50}
+        )
+    yield client
+    proc.kill()
+    proc.wait()
+
+
+def test_daily_budget_exact_under_concurrency(dynalite):
+    budget = DailySessionBudget("BudgetsTable", client=dynalite)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        slots = list(pool.map(lambda _: budget.take(25, UTC), range(80)))
+    assert sum(s.granted for s in slots) == 25
+    assert budget.used(UTC) == 25
+    assert sorted(s.used for s in slots if s.granted) == list(range(1, 26))
+
+
+def test_first_decision_wins_under_concurrency(dynalite):
+    repo = ApprovalRepository("SessionsTable", client=dynalite)
+    approval = Approval(approval_id="apr_race", session_id="s", tool="issue_refund", channel="slack:#x")
+    dynalite.put_item(**repo.put_item(approval)["Put"])  # dynalite has no TransactWriteItems
+
+    def decide(i: int) -> str:
+        try:
+            repo.decide("apr_race", Decision(kind="approve", by=f"U{i}"))
+        except AlreadyDecided:
+            return "lost"
+        return "won"
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        results = list(pool.map(decide, range(10)))
+    assert results.count("won") == 1
+
+
+def test_token_budget_exact_under_concurrency(dynalite):
+    sessions = SessionRepository("SessionsTable", client=dynalite)
+    ticket = Ticket(
+        id="T", source="generic", subject="s", body="b", requester=Requester(email="a@example.com")
+    )
+    sessions.create("s-tokens", ticket, SessionState.QUEUED)
+    tokens = SessionTokenBudget("SessionsTable", client=dynalite)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        charged = list(pool.map(lambda _: tokens.charge("s-tokens", 1000, 10_000), range(40)))
+    assert sum(c is not None for c in charged) == 10
+    assert sessions.get("s-tokens").tokens_used == 10_000
