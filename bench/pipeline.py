@@ -128,6 +128,12 @@ def main() -> int:
             outcome = f"{state}{' after approval' if decided else ''}"
             by_outcome[outcome].append(sum(calls.values()) - before_calls)
             per_ticket.append((handler_seconds[0] - before_handler) - (model_seconds[0] - before_model))
+            if (i + 1) % 25 == 0:
+                recent = sorted(per_ticket[-25:])
+                print(
+                    f"  {i + 1} tickets, {time.perf_counter() - started_all:.0f} s; last 25: median {statistics.median(recent) * 1000:.0f} ms",
+                    flush=True,
+                )
         wall = time.perf_counter() - started_all
     per_ticket.sort()
     print(

@@ -154,7 +154,12 @@ class AuditTrail(aws.DynamoTable):
                 for e in entries
             ]
             try:
-                self.client.transact_write_items(TransactItems=[*puts, *extra])  # type: ignore[list-item]
+                writes = [*puts, *extra]
+                if len(writes) == 1:
+                    # One entry alone: a conditional put (a transaction would cost twice the write capacity).
+                    self.client.put_item(**writes[0]["Put"])
+                else:
+                    self.client.transact_write_items(TransactItems=writes)  # type: ignore[arg-type]
             except Exception as exc:
                 if not aws.is_conditional_failure(exc):
                     raise
