@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
 from support_agent_local import events
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_sample(stack: Any, name: str) -> dict[str, Any]:
@@ -46,6 +56,34 @@ def queue_messages(url: str) -> list[dict[str, Any]]:
         if not msgs:
             return out
         out.extend(json.loads(m["Body"]) for m in msgs)
+
+
+@contextlib.contextmanager
+def serving() -> Iterator[str]:
+    """`support-agent serve --port 0` in a subprocess; yields its base URL, then stops it with Ctrl-C."""
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "support_agent_local.cli", "serve", "--port", "0"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        url = None
+        while url is None and time.monotonic() < deadline and proc.stdout is not None:
+            line = proc.stdout.readline()
+            output.append(line)
+            found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+            url = found.group(1) if found else None
+        assert url, "serve did not start: " + "".join(output)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=30)
+        serving.last_output = "".join(output) + (rest or "")  # type: ignore[attr-defined]
+        serving.last_returncode = proc.returncode  # type: ignore[attr-defined]
 
 
 def scan(table: str) -> list[dict[str, Any]]:

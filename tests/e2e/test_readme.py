@@ -4,13 +4,12 @@ account; `make demo` and `make test` have their own tests and CI)."""
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -37,27 +36,12 @@ def test_readme_cli_command(line):
 
 def test_readme_curl_against_serve():
     block = next(b for b in BLOCKS if "curl" in b)
-    proc = subprocess.Popen(
-        [sys.executable, "-u", "-m", "support_agent_local.cli", "serve", "--port", "0"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        port = None
-        deadline = time.monotonic() + 60
-        while port is None and time.monotonic() < deadline:
-            found = re.search(r"listening on http://127\.0\.0\.1:(\d+)", proc.stdout.readline())
-            port = found.group(1) if found else None
-        assert port
+    with serving() as url:
+        port = url.rsplit(":", 1)[1]
         out = subprocess.run(
             ["bash", "-c", block.replace("localhost:3000", f"localhost:{port}")],
             capture_output=True,
             text=True,
             timeout=60,
         )
-        assert '"status":"queued"' in out.stdout.replace(" ", ""), out.stdout + out.stderr
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=30)
+    assert '"status":"queued"' in out.stdout.replace(" ", ""), out.stdout + out.stderr

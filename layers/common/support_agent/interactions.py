@@ -255,16 +255,15 @@ def _modal(approval: Approval, action: str) -> dict[str, Any]:
 def from_settings() -> InteractionService:
     from support_agent.config import settings
     from support_agent.policy import cached_policy
-    from support_agent.secrets import SecretsManagerStore
-    from support_agent.slack import web_client
+    from support_agent.slack import app_credentials
 
     s = settings()
-    secret = SecretsManagerStore(s.secrets_max_age_seconds).get_json(s.slack_secret_name)
+    client, signing_secret = app_credentials()
     return InteractionService(
         policy=cached_policy(s.policy_file),
         approvals=ApprovalRepository(s.sessions_table),
         audit=AuditTrail(s.audit_table),
-        slack=web_client(str(secret["bot_token"])),
-        signing_secret=str(secret["signing_secret"]),
+        slack=client,
+        signing_secret=signing_secret,
         agent_queue_url=s.agent_queue_url,
     )

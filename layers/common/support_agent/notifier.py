@@ -107,14 +107,13 @@ class Notifier:
 
 def from_settings() -> Notifier:
     from support_agent.config import settings
-    from support_agent.secrets import SecretsManagerStore
-    from support_agent.slack import web_client
+    from support_agent.slack import app_credentials
 
     s = settings()
-    secret = SecretsManagerStore(s.secrets_max_age_seconds).get_json(s.slack_secret_name)
+    client, _signing_secret = app_credentials()
     return Notifier(
         approvals=ApprovalRepository(s.sessions_table),
         audit=AuditTrail(s.audit_table),
-        slack=web_client(str(secret["bot_token"])),
+        slack=client,
         max_reminders=s.max_reminders,
     )

@@ -37,6 +37,16 @@ def web_client(bot_token: str) -> Any:
     return client
 
 
+def app_credentials() -> tuple[Any, str]:
+    """The Slack Web API client (bot token) and the signing secret, from Secrets Manager (cached)."""
+    from support_agent.config import settings
+    from support_agent.secrets import SecretsManagerStore
+
+    s = settings()
+    secret = SecretsManagerStore(s.secrets_max_age_seconds).get_json(s.slack_secret_name)
+    return web_client(str(secret["bot_token"])), str(secret["signing_secret"])
+
+
 def channel_name(approval_channel: str) -> str:
     """`slack:#support-escalations` → `#support-escalations` (chat.postMessage takes names or ids)."""
     return approval_channel.split(":", 1)[1] if approval_channel.startswith("slack:") else approval_channel
