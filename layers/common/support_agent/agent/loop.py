@@ -122,15 +122,9 @@ class AgentRunner:
             return self.follow_up_handoff(session_id, approval)
         if approval.decision.kind != decision.get("kind"):
             return RunResult("skipped", "the message does not match the recorded decision")
-        try:
-            session = self.sessions.transition(
-                session_id, SessionState.AWAITING_APPROVAL, SessionState.RUNNING
-            )
-        except TransitionRefused:
+        run = self._claim_awaiting(session_id)
+        if run is None:
             return RunResult("skipped", "session is not awaiting approval (duplicate or late message)")
-        run = self._new_run(session)
-        run.messages = list(session.transcript)
-        run.actions = list(session.actions)
         run.reply_allowed = True  # a person has decided; the agent may now tell the customer
         made = approval.decision
         self._record(
@@ -182,15 +176,23 @@ class AgentRunner:
 
     def expire(self, session_id: str, approval_id: str) -> RunResult:
         """Nobody decided in time: the ticket goes to people."""
+        run = self._claim_awaiting(session_id)
+        if run is None:
+            return RunResult("skipped", "session is not awaiting approval")
+        return self._handoff(run, "approval_expired", f"approval {approval_id} expired without a decision")
+
+    def _claim_awaiting(self, session_id: str) -> _Run | None:
+        """Take a session waiting on a person back to running, with its transcript; None if it was not waiting."""
         try:
             session = self.sessions.transition(
                 session_id, SessionState.AWAITING_APPROVAL, SessionState.RUNNING
             )
         except TransitionRefused:
-            return RunResult("skipped", "session is not awaiting approval")
+            return None
         run = self._new_run(session)
+        run.messages = list(session.transcript)
         run.actions = list(session.actions)
-        return self._handoff(run, "approval_expired", f"approval {approval_id} expired without a decision")
+        return run
 
     def _answer_pending(
         self, run: _Run, tool_use_id: str, args: dict[str, Any], content: str, error: bool
