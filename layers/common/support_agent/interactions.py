@@ -71,9 +71,8 @@ class InteractionService:
         if action in MODALS:
             self.slack.views_open(trigger_id=payload["trigger_id"], view=_modal(approval, action))
             return SlackAnswer(200)
-        kind = "approve" if action == "approve" else action
         return self._decide(
-            payload, approval, Decision(kind=kind, by=user.get("id", ""), by_name=user.get("username", ""))
+            payload, approval, Decision(kind=action, by=user.get("id", ""), by_name=user.get("username", ""))
         )  # type: ignore[arg-type]
 
     def _submit(self, payload: dict[str, Any], user: dict[str, Any]) -> SlackAnswer:

@@ -29,6 +29,7 @@ from support_agent.agent.tools import (
 from support_agent.approvals import Approval, ApprovalRepository
 from support_agent.audit import AuditTrail, WriteRefused
 from support_agent.budget import SessionTokenBudget
+from support_agent.escalation import money
 from support_agent.models import Customer, Session, SessionState
 from support_agent.policy import Policy
 from support_agent.sessions import SessionRepository, TransitionRefused
@@ -567,7 +568,7 @@ class AgentRunner:
                 (i for i in invoices if getattr(i, "id", None) == pending.args["invoice_id"]), None
             )
             whole = invoice is not None and amount >= invoice.amount_cents - invoice.refunded_cents
-            return f"{'Full refund' if whole else 'Refund'} of {_money(amount)}" + (
+            return f"{'Full refund' if whole else 'Refund'} of {money(amount)}" + (
                 f" (invoice {invoice.id}, {invoice.description})"
                 if invoice
                 else f" (invoice {pending.args['invoice_id']})"
@@ -618,10 +619,6 @@ class AgentRunner:
             outcome=outcome,
             details=details,
         )
-
-
-def _money(cents: int) -> str:
-    return f"${cents / 100:,.2f}".replace(".00", "")
 
 
 def _tool_result(tool_use_id: str, content: str, is_error: bool = False) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from support_agent.agent.llm import ModelRequest, ModelResponse, Usage, estimate_tokens
+from support_agent.escalation import money
 from support_agent.triage import offline_classify
 
 _MONTHS = {
@@ -58,10 +59,6 @@ _INJECTION = re.compile(
     r"developer\s+mode|you\s+are\s+now|disregard\s+(the\s+|your\s+)?(policy|rules|instructions)",
     re.I,
 )
-
-
-def _money(cents: int) -> str:
-    return f"${cents / 100:,.2f}".replace(".00", "")
 
 
 class OfflineProvider:
@@ -327,8 +324,8 @@ class _State:
             invoices = self.result("list_invoices") or []
             if isinstance(invoices, list) and invoices:
                 lines = "\n".join(
-                    f"- {i['id']}: {i['description']}, {_money(i['amount_cents'])}, {i['status']}"
-                    + (f" ({_money(i['refunded_cents'])} refunded)" if i.get("refunded_cents") else "")
+                    f"- {i['id']}: {i['description']}, {money(i['amount_cents'])}, {i['status']}"
+                    + (f" ({money(i['refunded_cents'])} refunded)" if i.get("refunded_cents") else "")
                     for i in invoices[:3]
                 )
                 return self.letter(
@@ -367,7 +364,7 @@ class _State:
             body = self.letter(f"Done: I have updated your {changed} as you asked. The change is live now.")
         elif tool == "issue_refund":
             body = self.letter(
-                f"Good news: we have refunded {_money(int(result['amount_cents']))} for invoice "
+                f"Good news: we have refunded {money(int(result['amount_cents']))} for invoice "
                 f"{result['invoice_id']}. It reaches your card in 5 to 10 business days."
             )
         else:
