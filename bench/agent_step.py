@@ -16,9 +16,9 @@ from typing import Any
 import boto3
 from support_agent import aws
 from support_agent.agent.llm import ModelRequest, ModelResponse, ReplayProvider, estimate_tokens
-from support_agent.agent.wiring import runner_from_env
+from support_agent.composition import agent_runner
 from support_agent.models import Requester, SessionState, Ticket
-from support_agent.sessions import SessionRepository
+from support_agent.rules.sessions import new_session
 from support_agent_local.emulator import EmbeddedAws
 
 
@@ -108,7 +108,7 @@ def main() -> int:
             "before-call", lambda model, **_: counts.update([model.service_model.service_name])
         )
         aws.reset_clients()
-        repo = SessionRepository(stack.ref("SessionsTable"))
+        repo = stack.sessions()
         for n, (label, (body, script)) in enumerate(CASES.items()):
             ticket = Ticket(
                 id=f"B-{n}",
@@ -118,8 +118,8 @@ def main() -> int:
                 requester=Requester(email="jane.smith@example.com"),
                 customer_id="cus_jane",
             )
-            repo.create(f"bench-{n}", ticket, SessionState.QUEUED)
-            runner = runner_from_env(TimedReplay(script))
+            repo.create(new_session(f"bench-{n}", ticket, SessionState.QUEUED))
+            runner = agent_runner(TimedReplay(script))
             provider = runner.provider
             assert isinstance(provider, TimedReplay)
             counts.clear()

@@ -12,7 +12,6 @@ import json
 import statistics
 import time
 
-from support_agent.sessions import SessionRepository
 from support_agent_local import slack_requests
 from support_agent_local.emulator import EmbeddedAws
 from support_agent_local.events import signed_webhook_event
@@ -44,7 +43,7 @@ def main() -> int:
             with stack.environment_of("IntakeFunction"):
                 sessions.append(json.loads(invoke("intake", event)["body"])["session_id"])
         Poller(stack).run_until_quiet(quiet_seconds=1.0, timeout=300)
-        repo = SessionRepository(stack.ref("SessionsTable"))
+        repo = stack.sessions()
         approval_ids = [repo.get(s).approval_id for s in sessions]
 
         def click(payload: dict) -> tuple[float, list[str]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -10,7 +9,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from support_agent.agent import service
+from support_agent import composition, config
 from support_agent.models import AgentMessage
 from support_agent.observability import LazyTracer
 
@@ -19,13 +18,14 @@ tracer = LazyTracer()
 metrics = Metrics()
 # A wholly failed batch is reported record by record (the same retry as raising, without an error stack).
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+config.settings(config.AgentSettings)  # a missing variable fails the cold start, naming it
 
 
 @tracer.capture_method
 def record_handler(record: SQSRecord) -> None:
-    message = AgentMessage.model_validate(json.loads(record.body))
+    message = AgentMessage.model_validate_json(record.body)
     logger.set_correlation_id(message.session_id)
-    result = service.handle(message)
+    result = composition.agent_runner().handle(message)
     metrics.add_metric(name=f"Outcome_{result.outcome}", unit=MetricUnit.Count, value=1)
     logger.info(
         "session step done", extra={"type": message.type, "outcome": result.outcome, "reason": result.reason}

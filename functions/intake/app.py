@@ -10,13 +10,14 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from support_agent import intake
+from support_agent import composition, config
 from support_agent.observability import LazyTracer
 
 logger = Logger()
 tracer = LazyTracer()
 metrics = Metrics()
 app = APIGatewayHttpResolver()
+config.settings(config.IntakeSettings)  # a missing variable fails the cold start, naming it
 
 
 @app.post("/webhooks/<source>")
@@ -27,7 +28,7 @@ def receive_webhook(source: str) -> Response[dict[str, Any]]:
     # The signature covers the bytes the sender signed: decode, never re-serialise.
     body = base64.b64decode(raw) if event.is_base64_encoded else raw.encode()
     # Built per request: cheap (clients and policy are cached), and no state outlives the request.
-    result = intake.from_settings().receive(source, dict(event.headers or {}), body)
+    result = composition.intake_service().receive(source, dict(event.headers or {}), body)
     if result.session_id:
         logger.set_correlation_id(result.session_id)
     for name in result.metrics:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -10,7 +9,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from support_agent import notifier
+from support_agent import composition, config
+from support_agent.models import NotifyMessage
 from support_agent.observability import LazyTracer
 
 logger = Logger()
@@ -18,16 +18,18 @@ tracer = LazyTracer()
 metrics = Metrics()
 # A wholly failed batch is reported record by record (the same retry as raising, without an error stack).
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+config.settings(config.NotifierSettings)  # a missing variable fails the cold start, naming it
 
 
 @tracer.capture_method
 def record_handler(record: SQSRecord) -> None:
-    message = notifier.NotifyMessage.model_validate(json.loads(record.body))
+    message = NotifyMessage.model_validate_json(record.body)
     logger.set_correlation_id(message.session_id)
-    done = notifier.from_settings().handle(message)
+    done = composition.notifier().handle(message)
     metrics.add_metric(name=f"Notify_{done}", unit=MetricUnit.Count, value=1)
     logger.info(
-        "notification handled", extra={"type": message.type, "approval_id": message.approval_id, "done": done}
+        "notification handled",
+        extra={"type": message.type, "request": message.approval_id or message.notice_id, "done": done},
     )
 
 

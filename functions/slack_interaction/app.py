@@ -10,13 +10,14 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from support_agent import interactions
+from support_agent import composition, config
 from support_agent.observability import LazyTracer
 
 logger = Logger()
 tracer = LazyTracer()
 metrics = Metrics()
 app = APIGatewayHttpResolver()
+config.settings(config.InteractionSettings)  # a missing variable fails the cold start, naming it
 
 
 @app.post("/slack/interactions")
@@ -25,7 +26,7 @@ def slack_interaction() -> Response[Any]:
     event = app.current_event
     raw = event.body or ""
     body = base64.b64decode(raw).decode() if event.is_base64_encoded else raw
-    answer = interactions.from_settings().handle(dict(event.headers or {}), body)
+    answer = composition.slack_endpoint().handle(dict(event.headers or {}), body)
     metrics.add_metric(name=f"SlackInteraction{answer.status}", unit=MetricUnit.Count, value=1)
     logger.info("slack interaction", extra={"status": answer.status})
     return Response(

@@ -9,8 +9,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from support_agent.audit import AuditEntry, AuditTrail, verify_entries
-from support_agent.policy import PolicyError, load_policy
+from support_agent.rules.audit import AuditEntry, verify, verify_entries
+from support_agent.rules.dynamodb import DynamoAuditLog
+from support_agent.rules.policy import PolicyError, load_policy
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -45,13 +46,13 @@ def _policy_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _trail(args: argparse.Namespace) -> AuditTrail:
+def _trail(args: argparse.Namespace) -> DynamoAuditLog:
     table = args.table or os.environ.get("AUDIT_TABLE")
     if not table:
         raise SystemExit(
             "error: name the audit table with --table or AUDIT_TABLE (or verify an export with --file)"
         )
-    return AuditTrail(table)
+    return DynamoAuditLog(table)
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
@@ -59,7 +60,7 @@ def _audit_verify(args: argparse.Namespace) -> int:
         lines = Path(args.file).read_text().splitlines()
         report = verify_entries(AuditEntry.model_validate_json(line) for line in lines if line.strip())
     else:
-        report = _trail(args).verify(args.session)
+        report = verify(_trail(args), args.session)
     for problem in report.problems:
         print(f"TAMPERED {problem}")
     status = "ok" if report.ok else f"{len(report.problems)} problem(s)"
@@ -76,8 +77,8 @@ def _audit_export(args: argparse.Namespace) -> int:
 def _triage(args: argparse.Namespace) -> int:
     import csv
 
+    from support_agent.agent.triage import Triage
     from support_agent.config import default_policy_file
-    from support_agent.triage import Triage
 
     if not args.offline:
         print(
@@ -208,13 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=3000, help="0 picks a free port")
     serve.set_defaults(run=_serve)
 
-    for register in EXTRA_COMMANDS:
-        register(sub)
     return parser
-
-
-# Later modules (triage, demo, serve, invoke) add their subcommands here.
-EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from support_agent.adapters.embedded import EmbeddedBilling
-from support_agent.approvals import ApprovalRepository
-from support_agent.audit import AuditTrail
-from support_agent.escalation import plain_text
-from support_agent.sessions import SessionRepository
+from support_agent.models import Approval
+from support_agent.rules.audit import verify
+from support_agent.slack.render import plain_text
 
 from support_agent_local import slack_requests
 from support_agent_local.emulator import EmbeddedAws
@@ -61,26 +60,26 @@ def load_tickets(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def choose(
-    approval_text: str, scripted: dict[str, Any] | None, interactive: bool, tool: str
-) -> dict[str, Any]:
-    """The console stand-in for a person in Slack."""
+CONSOLE_CHOICES = {
+    # decision kind → (key, what to type after it)
+    "approve": ("a", ""),
+    "partial": ("p", "AMOUNT"),
+    "deny": ("d", "REASON"),
+    "reply_manually": ("r", "TEXT"),
+}
+
+
+def choose(approval: Approval, scripted: dict[str, Any] | None, interactive: bool) -> dict[str, Any]:
+    """The console stand-in for a person in Slack: the request's own offers, as keys to type."""
     if not interactive:
         return scripted or {"action": "approve"}
-    print("\n" + approval_text)
-    options = (
-        "a=approve, p=partial AMOUNT, d=deny REASON, r=reply TEXT"
-        if tool == "issue_refund"
-        else "a=approve, d=deny REASON, r=reply TEXT"
-    )
+    print("\n" + plain_text(approval))
+    offered = {o.kind: CONSOLE_CHOICES[o.kind] for o in approval.offers if o.kind in CONSOLE_CHOICES}
+    options = ", ".join(f"{key}={kind}" + (f" {arg}" if arg else "") for kind, (key, arg) in offered.items())
     answer = input(f"Decide ({options}): ").strip()
     key, _, rest = answer.partition(" ")
-    return {
-        "a": {"action": "approve"},
-        "p": {"action": "partial", "value": rest},
-        "d": {"action": "deny", "value": rest or "declined"},
-        "r": {"action": "reply_manually", "value": rest},
-    }.get(key[:1].lower(), {"action": "approve"})
+    kind = next((k for k, (letter, _arg) in offered.items() if letter == key[:1].lower()), "approve")
+    return {"action": kind, "value": rest or ("declined" if kind == "deny" else "")}
 
 
 def run_demo(
@@ -103,8 +102,8 @@ def run_demo(
         poller = Poller(stack)
         secret = stack.secret("WebhookSecretName")["generic"]
         signing = stack.secret("SlackSecretName")["signing_secret"]
-        sessions = SessionRepository(stack.ref("SessionsTable"))
-        approvals = ApprovalRepository(stack.ref("SessionsTable"))
+        sessions = stack.sessions()
+        approvals = stack.approvals()
         for i, ticket in enumerate(tickets, 1):
             run = TicketRun(ticket["name"], ticket["subject"])
             started = time.perf_counter()
@@ -130,10 +129,8 @@ def run_demo(
             session = sessions.get(run.session_id)
             if session and session.state.value == "awaiting_approval" and session.approval_id:
                 approval = approvals.get(session.approval_id)
-                assert approval is not None
-                picked = choose(
-                    plain_text(approval), ticket.get("decision"), interactive, approval.tool or ""
-                )
+                assert isinstance(approval, Approval)
+                picked = choose(approval, ticket.get("decision"), interactive)
                 run.decision = picked["action"] + (f" ({picked['value']})" if picked.get("value") else "")
                 if picked["action"] in {"partial", "deny", "reply_manually"}:
                     request = slack_requests.view_submission(
@@ -161,8 +158,8 @@ def run_demo(
             say(
                 f"[{i:>2}/{len(tickets)}] {run.name:<16} {run.route or '-':<9} → {run.outcome:<10} {run.reason}"
             )
-        trail = AuditTrail(stack.ref("AuditTable"))
-        report = trail.verify()
+        trail = stack.audit()
+        report = verify(trail)
         export = Path(".demo") / f"audit-{time.strftime('%Y%m%dT%H%M%S')}.jsonl"
         export.parent.mkdir(exist_ok=True)
         with export.open("w") as handle:

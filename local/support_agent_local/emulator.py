@@ -13,13 +13,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from support_agent import aws
 
 from support_agent_local.fake_slack import FakeSlack
 from support_agent_local.template import PROJECT_ROOT, Resolver, load_template, samconfig_parameters
+
+if TYPE_CHECKING:
+    from support_agent.rules.dynamodb import DynamoApprovalStore, DynamoAuditLog, DynamoSessionStore
 
 REGION = "us-east-1"
 LAYER_MOUNT = "/opt/python"
@@ -256,12 +259,12 @@ class EmbeddedAws:
     @contextmanager
     def environment_of(self, logical_id: str) -> Iterator[dict[str, str]]:
         """Run a block with the function's environment set (restored afterwards)."""
-        from support_agent.config import settings
+        from support_agent.composition import forget
 
         env = self.function_environment(logical_id)
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
-        settings.cache_clear()
+        forget()
         try:
             yield env
         finally:
@@ -270,7 +273,25 @@ class EmbeddedAws:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
-            settings.cache_clear()
+            forget()
+
+    def sessions(self) -> DynamoSessionStore:
+        """The sessions of this stack (for the demo, the runtime and tests)."""
+        from support_agent.rules.dynamodb import DynamoSessionStore
+
+        return DynamoSessionStore(self.ref("SessionsTable"))
+
+    def approvals(self) -> DynamoApprovalStore:
+        """Approvals and handoff notices of this stack."""
+        from support_agent.rules.dynamodb import DynamoApprovalStore
+
+        return DynamoApprovalStore(self.ref("SessionsTable"))
+
+    def audit(self) -> DynamoAuditLog:
+        """The audit trail of this stack."""
+        from support_agent.rules.dynamodb import DynamoAuditLog
+
+        return DynamoAuditLog(self.ref("AuditTable"))
 
     def queue_url(self, logical_id: str) -> str:
         return self.resolver.ref(logical_id)
@@ -295,7 +316,3 @@ _CREATORS: dict[str, Any] = {
     "AWS::SQS::Queue": EmbeddedAws._create_queue,
     "AWS::Serverless::StateMachine": EmbeddedAws._create_state_machine,
 }
-
-
-def project_path(*parts: str) -> Path:
-    return PROJECT_ROOT.joinpath(*parts)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from support_agent.webhooks import SOURCES
+from support_agent.intake.webhooks import SOURCES
 
 from support_agent_local.template import PROJECT_ROOT
 

@@ -59,17 +59,16 @@ def _record(message: Any, queue_arn: str) -> dict[str, Any]:
 
 def settled(stack: EmbeddedAws, session_id: str) -> Any:
     """A condition: the session is done (answered, with people, closed) or waits on a posted request."""
-    from support_agent.approvals import ApprovalRepository
-    from support_agent.sessions import SessionRepository
+    from support_agent.models import Approval
 
     def check() -> bool:
-        session = SessionRepository(stack.ref("SessionsTable")).get(session_id)
+        session = stack.sessions().get(session_id)
         if session is None or session.state.value in {"queued", "running"}:
             return False
         if session.state.value == "awaiting_approval" and session.approval_id:
-            approval = ApprovalRepository(stack.ref("SessionsTable")).get(session.approval_id)
+            approval = stack.approvals().get(session.approval_id)
             # Settled while a posted request waits for a person; not while a decision travels back.
-            return approval is not None and approval.status == "pending" and bool(approval.slack_ts)
+            return isinstance(approval, Approval) and approval.status == "pending" and bool(approval.slack_ts)
         return True
 
     return check

@@ -15,8 +15,6 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from support_agent.sessions import SessionRepository
-
 from support_agent_local.emulator import EmbeddedAws
 from support_agent_local.functions import invoke
 from support_agent_local.runtime import Poller
@@ -80,7 +78,7 @@ class LocalApi:
     ) -> tuple[int, dict[str, str], str]:
         """One HTTP request through the matching handler."""
         if method == "GET" and path.startswith("/sessions/"):
-            session = SessionRepository(self.stack.ref("SessionsTable")).get(path.rsplit("/", 1)[-1])
+            session = self.stack.sessions().get(path.rsplit("/", 1)[-1])
             if session is None:
                 return 404, {"content-type": "application/json"}, json.dumps({"error": "no such session"})
             return 200, {"content-type": "application/json"}, session.model_dump_json(exclude={"transcript"})

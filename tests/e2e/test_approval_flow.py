@@ -10,10 +10,8 @@ from typing import Any
 import boto3
 import pytest
 from support_agent.adapters.embedded import EmbeddedBilling, EmbeddedTickets
-from support_agent.approvals import ApprovalRepository
-from support_agent.audit import AuditTrail
 from support_agent.models import SessionState
-from support_agent.sessions import SessionRepository
+from support_agent.rules.audit import verify
 from support_agent_local import events, slack_requests
 from support_agent_local.emulator import EmbeddedAws
 from support_agent_local.fake_slack import FakeSlack
@@ -31,7 +29,7 @@ def refund_ticket(stack: EmbeddedAws, poller: Poller) -> tuple[str, str]:
     response = events.invoke_sample(stack, "intake_webhook_zendesk.json")
     sid = json.loads(response["body"])["session_id"]
     poller.settle(sid)
-    session = SessionRepository(stack.ref("SessionsTable")).get(sid)
+    session = stack.sessions().get(sid)
     assert session.state is SessionState.AWAITING_APPROVAL
     return sid, session.approval_id
 
@@ -57,21 +55,21 @@ def test_approve_runs_the_refund_once_and_replies(world):
     assert [b["action_id"] for b in buttons] == ["approve", "partial", "deny", "reply_manually"]
     assert all(b["value"] == approval_id for b in buttons)
     assert "task_token" not in json.dumps(post)
-    assert ApprovalRepository(stack.ref("SessionsTable")).task_token(approval_id)
+    assert stack.approvals().task_token(approval_id)
 
     assert refunds(stack) == []  # nothing runs before a decision
     assert click(stack, slack_requests.block_action(approval_id, "approve"))["statusCode"] == 200
     poller.settle(sid)
     made = refunds(stack)
     assert [(r.invoice_id, r.amount_cents) for r in made] == [("in_jane_2026_03", 19900)]
-    session = SessionRepository(stack.ref("SessionsTable")).get(sid)
+    session = stack.sessions().get(sid)
     assert session.state is SessionState.RESPONDED
     assert "$199" in session.replies[-1]
     assert session.actions[-1]["approved_by"] == "jane"
     update = slack.of("chat.update")[-1]
     assert update["text"].startswith("Approved by <@U0APPROVER1>") and "full refund of $199" in update["text"]
     assert not any(b["type"] == "actions" for b in update["blocks"])
-    assert AuditTrail(stack.ref("AuditTable")).verify().ok
+    assert verify(stack.audit()).ok
 
     # A second click, and a redelivered resume message, change nothing.
     click(stack, slack_requests.block_action(approval_id, "approve", user="U0APPROVER2"))
@@ -111,7 +109,7 @@ def test_five_concurrent_clicks_one_refund(world):
     # atomic under threads; test_concurrency_dynalite shows that exactly one decision wins on a store whose
     # are).
     assert len(refunds(stack)) == 1
-    assert SessionRepository(stack.ref("SessionsTable")).get(sid).state is SessionState.RESPONDED
+    assert stack.sessions().get(sid).state is SessionState.RESPONDED
     approved = [u for u in slack.of("chat.update") if u["text"].startswith("Approved by")]
     assert len(approved) >= 1
     assert len(approved) + len(slack.of("chat.postEphemeral")) == 5  # every click got an answer
@@ -122,8 +120,8 @@ def test_non_approver_is_refused_and_audited(world):
     sid, approval_id = refund_ticket(stack, poller)
     click(stack, slack_requests.block_action(approval_id, "approve", user="U0INTRUDER"))
     assert slack.of("chat.postEphemeral")[-1]["text"] == "You are not an approver for this request."
-    assert ApprovalRepository(stack.ref("SessionsTable")).get(approval_id).status == "pending"
-    actions = [(e.action, e.outcome) for e in AuditTrail(stack.ref("AuditTable")).entries(sid)]
+    assert stack.approvals().get(approval_id).status == "pending"
+    actions = [(e.action, e.outcome) for e in stack.audit().entries(sid)]
     assert ("approval:unauthorized", "refused") in actions
     # A member of an approver user group (resolved with usergroups.users.list) may decide.
     click(stack, slack_requests.block_action(approval_id, "approve", user="U0LEAD"))
@@ -144,7 +142,7 @@ def test_stale_bad_and_replayed_signatures(world):
         unsigned = slack_requests.signed_event(slack_requests.block_action(approval_id, "approve"), "x")
         del unsigned["headers"]["x-slack-signature"]
         assert invoke("slack_interaction", unsigned)["statusCode"] == 401
-    assert ApprovalRepository(stack.ref("SessionsTable")).get(approval_id).status == "pending"
+    assert stack.approvals().get(approval_id).status == "pending"
     # A replayed (valid) request decides once; the replay gets "already decided".
     good = slack_requests.signed_event(
         slack_requests.block_action(approval_id, "approve"), stack.secret("SlackSecretName")["signing_secret"]
@@ -163,19 +161,19 @@ def test_partial_refund_validated_then_executed(world):
     assert slack.of("views.open")[-1]["view"]["callback_id"] == "partial_modal"
     too_much = click(stack, slack_requests.view_submission(approval_id, "partial", "$250"))
     assert json.loads(too_much["body"])["response_action"] == "errors"
-    assert ApprovalRepository(stack.ref("SessionsTable")).get(approval_id).status == "pending"
+    assert stack.approvals().get(approval_id).status == "pending"
     click(stack, slack_requests.view_submission(approval_id, "partial", "$99.50"))
     poller.settle(sid)
     assert [r.amount_cents for r in refunds(stack)] == [9950]
     transcript_args = [
         b["input"]
-        for m in SessionRepository(stack.ref("SessionsTable")).get(sid).transcript
+        for m in stack.sessions().get(sid).transcript
         if m["role"] == "assistant" and isinstance(m["content"], list)
         for b in m["content"]
         if b.get("name") == "issue_refund"
     ]
     assert transcript_args == []  # transcript cleared once answered; the decided amount is in the actions
-    assert SessionRepository(stack.ref("SessionsTable")).get(sid).actions[-1]["args"]["amount_cents"] == 9950
+    assert stack.sessions().get(sid).actions[-1]["args"]["amount_cents"] == 9950
 
 
 def test_deny_feeds_reason_into_reply(world):
@@ -183,7 +181,7 @@ def test_deny_feeds_reason_into_reply(world):
     sid, approval_id = refund_ticket(stack, poller)
     click(stack, slack_requests.view_submission(approval_id, "deny", "the outage credit was already applied"))
     poller.settle(sid)
-    session = SessionRepository(stack.ref("SessionsTable")).get(sid)
+    session = stack.sessions().get(sid)
     assert refunds(stack) == []
     assert session.state is SessionState.RESPONDED
     assert "the outage credit was already applied" in session.replies[-1]
@@ -195,7 +193,7 @@ def test_reply_manually_posts_human_text(world):
     text = "Hi Jane, I have looked at this personally and will call you tomorrow. — Dana"
     click(stack, slack_requests.view_submission(approval_id, "reply_manually", text))
     poller.settle(sid)
-    assert SessionRepository(stack.ref("SessionsTable")).get(sid).replies[-1] == text
+    assert stack.sessions().get(sid).replies[-1] == text
     public = [
         c.body for c in EmbeddedTickets(stack.ref("EmbeddedDataTable")).list_comments("4829") if c.public
     ]

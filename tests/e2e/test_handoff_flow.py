@@ -7,7 +7,6 @@ import json
 import boto3
 from support_agent.adapters.embedded import EmbeddedTickets
 from support_agent.models import SessionState
-from support_agent.sessions import SessionRepository
 from support_agent_local import slack_requests
 from support_agent_local.events import signed_webhook_event
 from support_agent_local.functions import invoke
@@ -45,7 +44,7 @@ def click(stack, approval_id, action, user="U0APPROVER1"):
 
 def test_handoff_posted_with_its_buttons(stack):
     sid = complaint(stack)
-    session = SessionRepository(stack.ref("SessionsTable")).get(sid)
+    session = stack.sessions().get(sid)
     assert session.state is SessionState.HANDOFF
     post = stack.slack.of("chat.postMessage")[-1]
     assert post["text"].startswith("Support Handoff — Ticket #H-1")
@@ -56,25 +55,18 @@ def test_handoff_posted_with_its_buttons(stack):
 
 def test_send_draft_posts_once_and_closes(stack):
     sid = complaint(stack)
-    approval_id = SessionRepository(stack.ref("SessionsTable")).get(sid).approval_id
-    assert click(stack, approval_id, "send_draft")["statusCode"] == 200
-    Poller(stack).run_until(
-        lambda: SessionRepository(stack.ref("SessionsTable")).get(sid).state is SessionState.CLOSED
-    )
-    session = SessionRepository(stack.ref("SessionsTable")).get(sid)
+    notice_id = stack.sessions().get(sid).notice_id
+    assert click(stack, notice_id, "send_draft")["statusCode"] == 200
+    Poller(stack).run_until(lambda: stack.sessions().get(sid).state is SessionState.CLOSED)
+    session = stack.sessions().get(sid)
     assert session.state is SessionState.CLOSED
     public = [
         c.body for c in EmbeddedTickets(stack.ref("EmbeddedDataTable")).list_comments("H-1") if c.public
     ]
-    assert public == [session.escalation["draft_reply"]]
+    assert public == [session.escalation.draft_reply]
     assert "Agent's draft sent by <@U0APPROVER1>" in stack.slack.of("chat.update")[-1]["text"]
     # A redelivered follow-up sends nothing more.
-    message = {
-        "type": "resume",
-        "session_id": sid,
-        "approval_id": approval_id,
-        "decision": {"kind": "send_draft"},
-    }
+    message = {"type": "handoff_follow_up", "session_id": sid, "notice_id": notice_id}
     boto3.client("sqs").send_message(QueueUrl=stack.queue_url("AgentQueue"), MessageBody=json.dumps(message))
     Poller(stack).run_until_quiet()
     assert (
@@ -85,9 +77,9 @@ def test_send_draft_posts_once_and_closes(stack):
 
 def test_take_over_assigns_the_person(stack):
     sid = complaint(stack)
-    approval_id = SessionRepository(stack.ref("SessionsTable")).get(sid).approval_id
-    click(stack, approval_id, "take_over", user="U0LEAD")
+    notice_id = stack.sessions().get(sid).notice_id
+    click(stack, notice_id, "take_over", user="U0LEAD")
     tickets = EmbeddedTickets(stack.ref("EmbeddedDataTable"))
     Poller(stack).run_until(lambda: tickets.get_state("H-1")["assignee"] == "slack:U0LEAD")
     assert EmbeddedTickets(stack.ref("EmbeddedDataTable")).get_state("H-1")["assignee"] == "slack:U0LEAD"
-    assert SessionRepository(stack.ref("SessionsTable")).get(sid).state is SessionState.HANDOFF
+    assert stack.sessions().get(sid).state is SessionState.HANDOFF

@@ -7,9 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from support_agent.adapters.embedded import EmbeddedBilling
-from support_agent.approvals import ApprovalRepository
 from support_agent.models import SessionState
-from support_agent.sessions import SessionRepository
 from support_agent_local import events, slack_requests
 from support_agent_local.emulator import EmbeddedAws
 from support_agent_local.functions import invoke
@@ -34,7 +32,7 @@ def click(stack, approval_id):
 def pending(stack) -> tuple[str, str]:
     events.invoke_sample(stack, "agent_step_start_refund.json")
     sid = "ses_7f84de5dde89c64c8bbb047f"
-    return sid, SessionRepository(stack.ref("SessionsTable")).get(sid).approval_id
+    return sid, stack.sessions().get(sid).approval_id
 
 
 def wait_for(poller: Poller, condition, timeout: float = 15.0) -> None:
@@ -55,13 +53,13 @@ def test_reminder_then_approval(fast_stack):
         lambda: any("Reminder 1/1" in p.get("text", "") for p in fast_stack.slack.of("chat.postMessage")),
     )
     reminder = next(p for p in fast_stack.slack.of("chat.postMessage") if "Reminder" in p.get("text", ""))
-    approval = ApprovalRepository(fast_stack.ref("SessionsTable")).get(approval_id)
+    approval = fast_stack.approvals().get(approval_id)
     assert reminder["thread_ts"] == approval.slack_ts  # in the original message's thread
     assert approval.reminders == 1
     assert click(fast_stack, approval_id)["statusCode"] == 200
     wait_for(
         poller,
-        lambda: SessionRepository(fast_stack.ref("SessionsTable")).get(sid).state is SessionState.RESPONDED,
+        lambda: fast_stack.sessions().get(sid).state is SessionState.RESPONDED,
     )
     assert len(EmbeddedBilling(fast_stack.ref("EmbeddedDataTable")).refunds()) == 1
 
@@ -71,11 +69,11 @@ def test_click_after_expiry(fast_stack):
     sid, approval_id = pending(fast_stack)
     wait_for(
         poller,
-        lambda: SessionRepository(fast_stack.ref("SessionsTable")).get(sid).state is SessionState.HANDOFF,
+        lambda: fast_stack.sessions().get(sid).state is SessionState.HANDOFF,
     )
-    session = SessionRepository(fast_stack.ref("SessionsTable")).get(sid)
+    session = fast_stack.sessions().get(sid)
     assert session.reason == "approval_expired"
-    assert ApprovalRepository(fast_stack.ref("SessionsTable")).get(approval_id).status == "expired"
+    assert fast_stack.approvals().get(approval_id).status == "expired"
     assert "expired" in fast_stack.slack.of("chat.update")[-1]["text"]
     click(fast_stack, approval_id)
     assert "expired" in fast_stack.slack.of("chat.postEphemeral")[-1]["text"]

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from support_agent.adapters.embedded import EmbeddedBilling
-from support_agent.approvals import ApprovalRepository
 from support_agent_local import events
 
-APPROVAL = "apr_0331651b21fab20253c2"
+APPROVAL = "apr_d6894576e07f8de31792"
 
 
 def approvals(stack):
-    return ApprovalRepository(stack.ref("SessionsTable"))
+    return stack.approvals()
 
 
 def test_notifier_request_stores_token_and_posts(stack):

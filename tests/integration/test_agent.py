@@ -12,10 +12,11 @@ import pytest
 from support_agent.adapters.embedded import EmbeddedBilling, EmbeddedTickets
 from support_agent.agent.llm import AnthropicProvider, ModelProvider, ReplayProvider
 from support_agent.agent.offline import OfflineProvider
-from support_agent.agent.wiring import runner_from_env
-from support_agent.audit import AuditTrail
+from support_agent.composition import agent_runner
 from support_agent.models import Requester, SessionState, Ticket
-from support_agent.sessions import SessionRepository, session_id_for
+from support_agent.rules import sessions as session_rules
+from support_agent.rules.audit import verify
+from support_agent.rules.sessions import session_id_for
 from support_agent_local import events
 
 from tests.helpers import run_sample
@@ -46,7 +47,7 @@ def new_session(
         customer_id=customer_id,
     )
     sid = session_id_for("generic", event_id)
-    SessionRepository(stack.ref("SessionsTable")).create(sid, ticket, SessionState.QUEUED)
+    stack.sessions().create(session_rules.new_session(sid, ticket, SessionState.QUEUED))
     return sid
 
 
@@ -87,15 +88,15 @@ REPLY = use(
 
 
 def run(stack, sid: str, provider: ModelProvider):
-    return runner_from_env(provider).start(sid)
+    return agent_runner(provider).start(sid)
 
 
 def session(stack, sid):
-    return SessionRepository(stack.ref("SessionsTable")).get(sid)
+    return stack.sessions().get(sid)
 
 
 def audit_actions(stack, sid):
-    return [(e.action, e.outcome) for e in AuditTrail(stack.ref("AuditTable")).entries(sid)]
+    return [(e.action, e.outcome) for e in stack.audit().entries(sid)]
 
 
 @pytest.mark.parametrize("name", AGENT_EVENTS)
@@ -122,7 +123,7 @@ def test_offline_reply_is_grounded_in_the_customers_order(agent_env):
     assert "ORD-5001" in s.replies[0] and "1Z999AA10123456784" in s.replies[0]
     state = EmbeddedTickets(agent_env.ref("EmbeddedDataTable")).get_state(f"T-{'evt_x'}")
     assert state["status"] == "solved"
-    assert AuditTrail(agent_env.ref("AuditTable")).verify(sid).ok
+    assert verify(agent_env.audit(), sid).ok
 
 
 def test_replay_respond_with_cache_marked_prefix(agent_env):
@@ -171,8 +172,8 @@ def test_model_asking_for_refund_gets_approval_not_refund(agent_env):
     assert EmbeddedBilling(agent_env.ref("EmbeddedDataTable")).refunds() == []
     s = session(agent_env, sid)
     assert s.state is SessionState.AWAITING_APPROVAL and s.approval_id == result.approval_id
-    assert s.escalation["recommendation"].startswith("Full refund of $199")
-    assert s.escalation["customer"]["plan"] == "Premium"
+    assert s.escalation.recommendation.startswith("Full refund of $199")
+    assert s.escalation.customer.plan == "Premium"
     assert ("billing:refund", "pending_approval") in audit_actions(agent_env, sid)
     import boto3
 
@@ -183,12 +184,11 @@ def test_model_asking_for_refund_gets_approval_not_refund(agent_env):
 
 
 def test_denied_tool_is_refused_audited_and_loop_goes_on(agent_env, monkeypatch):
-    from support_agent.policy import cached_policy, parse_policy
+    from support_agent.rules.policy import parse_policy
 
     text = open(agent_env.function_environment("AgentStepFunction")["POLICY_FILE"]).read()
     policy = parse_policy(text.replace("  - billing:read on customers/*\n", ""))
-    monkeypatch.setattr("support_agent.policy.cached_policy", lambda _p: policy)
-    cached_policy.cache_clear()
+    monkeypatch.setattr("support_agent.composition.cached_policy", lambda _p: policy)
     sid = new_session(agent_env, "Can I get my invoice?")
     replay = ReplayProvider(
         [
@@ -244,12 +244,11 @@ def test_identity_mismatch_hands_off(agent_env):
 
 
 def test_token_budget_exhausted_hands_off(agent_env, monkeypatch):
-    from support_agent.policy import cached_policy, load_policy
+    from support_agent.rules.policy import load_policy
 
     policy = load_policy(agent_env.function_environment("AgentStepFunction")["POLICY_FILE"])
     policy.document.budget.max_tokens_per_session = 9000
-    monkeypatch.setattr("support_agent.policy.cached_policy", lambda _p: policy)
-    cached_policy.cache_clear()
+    monkeypatch.setattr("support_agent.composition.cached_policy", lambda _p: policy)
     sid = new_session(agent_env, "Where is my order?")
     replay = ReplayProvider([msg(CLASSIFY, usage=(8000, 500)), msg(REPLY)])
     result = run(agent_env, sid, replay)
@@ -309,7 +308,7 @@ def test_real_sdk_request_carries_cache_control_and_tools(agent_env):
     assert body["system"][0]["cache_control"] == {"type": "ephemeral"}
     assert body["tools"][-1]["cache_control"] == {"type": "ephemeral"}
     assert {"issue_refund", "reply_to_customer", "classify_ticket"} <= {t["name"] for t in body["tools"]}
-    usage = [e for e in AuditTrail(agent_env.ref("AuditTable")).entries(sid) if e.action == "model:invoke"]
+    usage = [e for e in agent_env.audit().entries(sid) if e.action == "model:invoke"]
     assert usage[0].details["input_tokens"] == 1200 and "cache_read_input_tokens" in usage[0].details
 
 

@@ -5,15 +5,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from support_agent import clock
-from support_agent.budget import DailySessionBudget, SessionTokenBudget
 from support_agent.models import SessionState, Ticket
-from support_agent.sessions import SessionExists, SessionRepository, TransitionRefused, session_id_for
+from support_agent.rules.dynamodb import DynamoDailyBudget, DynamoSessionStore, DynamoTokenBudget
+from support_agent.rules.sessions import SessionExists, TransitionRefused, new_session, session_id_for
 
 TICKET = Ticket(id="T-1", source="generic", subject="s", body="b", requester={"email": "a@example.com"})
 
 
 def test_daily_budget_stops_exactly_at_limit(stack):
-    budget = DailySessionBudget(stack.ref("BudgetsTable"))
+    budget = DynamoDailyBudget(stack.ref("BudgetsTable"))
     results = [budget.take(3, UTC) for _ in range(5)]
     assert [r.granted for r in results] == [True, True, True, False, False]
     assert [r.used for r in results[:3]] == [1, 2, 3]
@@ -23,25 +23,25 @@ def test_daily_budget_stops_exactly_at_limit(stack):
 def test_daily_budget_day_follows_time_zone(stack, monkeypatch):
     # 23:30 UTC on the 1st is already the 2nd in Tokyo: a separate counter.
     monkeypatch.setattr(clock, "now", lambda: datetime(2026, 3, 1, 23, 30, tzinfo=UTC))
-    budget = DailySessionBudget(stack.ref("BudgetsTable"))
+    budget = DynamoDailyBudget(stack.ref("BudgetsTable"))
     assert budget.take(1, UTC).day == "2026-03-01"
     tokyo = budget.take(1, ZoneInfo("Asia/Tokyo"))
     assert tokyo.granted and tokyo.day == "2026-03-02"
 
 
 def test_session_create_is_the_duplicate_check(stack):
-    repo = SessionRepository(stack.ref("SessionsTable"))
+    repo = DynamoSessionStore(stack.ref("SessionsTable"))
     sid = session_id_for("generic", "evt_1")
     assert sid == session_id_for("generic", "evt_1") != session_id_for("zendesk", "evt_1")
-    repo.create(sid, TICKET, SessionState.QUEUED)
+    repo.create(new_session(sid, TICKET, SessionState.QUEUED))
     with pytest.raises(SessionExists) as dup:
-        repo.create(sid, TICKET, SessionState.QUEUED)
+        repo.create(new_session(sid, TICKET, SessionState.QUEUED))
     assert dup.value.session.session_id == sid
 
 
 def test_transitions_are_conditional(stack):
-    repo = SessionRepository(stack.ref("SessionsTable"))
-    repo.create("s1", TICKET, SessionState.QUEUED)
+    repo = DynamoSessionStore(stack.ref("SessionsTable"))
+    repo.create(new_session("s1", TICKET, SessionState.QUEUED))
     running = repo.transition("s1", SessionState.QUEUED, SessionState.RUNNING)
     assert running.state is SessionState.RUNNING
     with pytest.raises(TransitionRefused):  # a redelivered start message
@@ -58,9 +58,9 @@ def test_transitions_are_conditional(stack):
 
 
 def test_token_budget_charges_within_limit_only(stack):
-    repo = SessionRepository(stack.ref("SessionsTable"))
-    repo.create("s1", TICKET, SessionState.QUEUED)
-    tokens = SessionTokenBudget(stack.ref("SessionsTable"))
+    repo = DynamoSessionStore(stack.ref("SessionsTable"))
+    repo.create(new_session("s1", TICKET, SessionState.QUEUED))
+    tokens = DynamoTokenBudget(stack.ref("SessionsTable"))
     assert tokens.charge("s1", 600, 1000) == 600
     assert tokens.charge("s1", 500, 1000) is None  # would reach 1100
     assert tokens.charge("s1", 400, 1000) == 1000

@@ -18,10 +18,15 @@ from typing import Any
 
 import boto3
 import pytest
-from support_agent.approvals import AlreadyDecided, Approval, ApprovalRepository, Decision
-from support_agent.budget import DailySessionBudget, SessionTokenBudget
-from support_agent.models import Requester, SessionState, Ticket
-from support_agent.sessions import SessionRepository
+from support_agent.models import Approval, Decision, Escalation, Requester, SessionState, Ticket
+from support_agent.rules.approvals import AlreadyDecided
+from support_agent.rules.dynamodb import (
+    DynamoApprovalStore,
+    DynamoDailyBudget,
+    DynamoSessionStore,
+    DynamoTokenBudget,
+)
+from support_agent.rules.sessions import new_session
 from support_agent_local.template import Resolver, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,7 +84,7 @@ def dynalite() -> Iterator[Any]:
 
 
 def test_daily_budget_exact_under_concurrency(dynalite):
-    budget = DailySessionBudget("BudgetsTable", client=dynalite)
+    budget = DynamoDailyBudget("BudgetsTable", client=dynalite)
     with ThreadPoolExecutor(max_workers=16) as pool:
         slots = list(pool.map(lambda _: budget.take(25, UTC), range(80)))
     assert sum(s.granted for s in slots) == 25
@@ -88,8 +93,15 @@ def test_daily_budget_exact_under_concurrency(dynalite):
 
 
 def test_first_decision_wins_under_concurrency(dynalite):
-    repo = ApprovalRepository("SessionsTable", client=dynalite)
-    approval = Approval(approval_id="apr_race", session_id="s", tool="issue_refund", channel="slack:#x")
+    repo = DynamoApprovalStore("SessionsTable", client=dynalite)
+    approval = Approval(
+        approval_id="apr_race",
+        session_id="s",
+        tool="issue_refund",
+        args_hash="h",
+        channel="slack:#x",
+        escalation=Escalation(ticket_id="T"),
+    )
     dynalite.put_item(**repo.put_item(approval)["Put"])  # dynalite has no TransactWriteItems
 
     def decide(i: int) -> str:
@@ -105,12 +117,12 @@ def test_first_decision_wins_under_concurrency(dynalite):
 
 
 def test_token_budget_exact_under_concurrency(dynalite):
-    sessions = SessionRepository("SessionsTable", client=dynalite)
+    sessions = DynamoSessionStore("SessionsTable", client=dynalite)
     ticket = Ticket(
         id="T", source="generic", subject="s", body="b", requester=Requester(email="a@example.com")
     )
-    sessions.create("s-tokens", ticket, SessionState.QUEUED)
-    tokens = SessionTokenBudget("SessionsTable", client=dynalite)
+    sessions.create(new_session("s-tokens", ticket, SessionState.QUEUED))
+    tokens = DynamoTokenBudget("SessionsTable", client=dynalite)
     with ThreadPoolExecutor(max_workers=16) as pool:
         charged = list(pool.map(lambda _: tokens.charge("s-tokens", 1000, 10_000), range(40)))
     assert sum(c is not None for c in charged) == 10

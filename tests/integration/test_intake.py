@@ -4,8 +4,7 @@ import json
 
 import boto3
 import pytest
-from support_agent.audit import AuditTrail
-from support_agent.sessions import SessionRepository
+from support_agent.rules.audit import verify
 from support_agent_local import events
 from support_agent_local.emulator import LOCAL_SECRETS
 from support_agent_local.functions import invoke
@@ -29,21 +28,21 @@ def test_signed_generic_webhook_creates_session_audit_and_queue_message(intake_e
     response = run_sample(intake_env, "intake_webhook_generic.json")
     assert response["statusCode"] == 202
     session_id = body(response)["session_id"]
-    session = SessionRepository(intake_env.ref("SessionsTable")).get(session_id)
+    session = intake_env.sessions().get(session_id)
     assert session.state.value == "queued"
     assert session.ticket.id == "T-1001" and session.ticket.requester.email == "jane.smith@example.com"
     assert queue_messages(intake_env.queue_url("AgentQueue")) == [{"type": "start", "session_id": session_id}]
-    trail = AuditTrail(intake_env.ref("AuditTable"))
+    trail = intake_env.audit()
     actions = [e.action for e in trail.entries(session_id)]
     assert actions == ["tickets:read", "budget:session_slot", "queue:send"]
-    assert trail.verify().ok
+    assert verify(trail).ok
     # No ticket text in the trail.
     assert "processing" not in json.dumps([e.model_dump() for e in trail.entries(session_id)])
 
 
 def test_zendesk_webhook_normalised(intake_env):
     response = run_sample(intake_env, "intake_webhook_zendesk.json")
-    session = SessionRepository(intake_env.ref("SessionsTable")).get(body(response)["session_id"])
+    session = intake_env.sessions().get(body(response)["session_id"])
     assert session.ticket.source == "zendesk"
     assert session.ticket.id == "4829"
     assert session.ticket.customer_id == "cus_jane"
@@ -59,7 +58,7 @@ def test_duplicate_delivery_answers_200_with_same_session_and_writes_nothing(int
     assert dup["statusCode"] == 200
     assert body(dup)["session_id"] == first["session_id"]
     assert len(scan(intake_env.ref("SessionsTable"))) == sessions_before
-    trail = AuditTrail(intake_env.ref("AuditTable"))
+    trail = intake_env.audit()
     assert len(trail.entries(first["session_id"])) == 3
 
 
@@ -102,21 +101,19 @@ def test_signature_checked_before_parsing(intake_env):
 
 
 def test_over_daily_budget_goes_to_handoff_not_lost(intake_env, monkeypatch):
-    from support_agent.policy import cached_policy, load_policy
+    from support_agent.rules.policy import load_policy
 
     policy = load_policy(intake_env.function_environment("IntakeFunction")["POLICY_FILE"])
     policy.document.budget.max_sessions_per_day = 1
-    monkeypatch.setattr("support_agent.intake.cached_policy", lambda _p: policy, raising=False)
-    monkeypatch.setattr("support_agent.policy.cached_policy", lambda _p: policy)
-    cached_policy.cache_clear()
+    monkeypatch.setattr("support_agent.composition.cached_policy", lambda _p: policy)
     assert run_sample(intake_env, "intake_webhook_generic.json")["statusCode"] == 202
     second = run_sample(intake_env, "intake_webhook_zendesk.json")
     assert second["statusCode"] == 202
     data = body(second)
     assert data["status"] == "handoff" and data["reason"] == "daily_budget_exhausted"
-    session = SessionRepository(intake_env.ref("SessionsTable")).get(data["session_id"])
+    session = intake_env.sessions().get(data["session_id"])
     assert session.state.value == "handoff" and session.reason == "daily_budget_exhausted"
-    entries = AuditTrail(intake_env.ref("AuditTable")).entries(data["session_id"])
+    entries = intake_env.audit().entries(data["session_id"])
     assert [(e.action, e.outcome) for e in entries][-2:] == [
         ("budget:session_slot", "1/1"),
         ("session:handoff", "daily_budget_exhausted"),

@@ -32,16 +32,17 @@ def test_poison_message_is_redriven_to_the_dlq_after_max_receives(stack):
 
 
 def _notice(stack):
-    from support_agent.approvals import Approval, ApprovalRepository
+    from support_agent.models import Approval, Escalation
 
-    repo = ApprovalRepository(stack.ref("SessionsTable"))
+    repo = stack.approvals()
     approval = Approval(
         approval_id="apr_test",
         session_id="ses_test",
         tool="issue_refund",
         args={"amount_cents": 100},
+        args_hash="h",
         channel="slack:#support-escalations",
-        escalation={"ticket_id": "T-9", "issue": "x", "recommendation": "y"},
+        escalation=Escalation(ticket_id="T-9", issue="x", recommendation="y"),
     )
     boto3.client("dynamodb").transact_write_items(TransactItems=[repo.put_item(approval)])
     return sqs_event(

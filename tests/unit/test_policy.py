@@ -4,7 +4,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from support_agent.policy import Effect, PolicyError, load_policy, parse_policy
+from support_agent.rules.policy import Effect, PolicyError, load_policy, parse_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 

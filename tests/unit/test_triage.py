@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from support_agent.policy import load_policy
-from support_agent.triage import Classification, Triage
+from support_agent.agent.triage import Classification, Triage
+from support_agent.rules.policy import load_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 DEV = ROOT.parent / "shared" / "data" / "triage" / "bitext_dev.csv"

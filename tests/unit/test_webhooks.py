@@ -4,8 +4,8 @@ import json
 import time
 
 import pytest
-from support_agent.signatures import SignatureError, sign_zendesk
-from support_agent.webhooks import SOURCES, PayloadError, parse_generic, parse_zendesk
+from support_agent.intake.signatures import SignatureError, sign_zendesk
+from support_agent.intake.webhooks import SOURCES, PayloadError, parse_generic, parse_zendesk
 
 SECRET = "test-secret"
 

@@ -88,6 +88,30 @@ def _plain(value: Any) -> Any:
     return value
 
 
+KEY_COLUMNS = frozenset({"pk", "sk", "expires_at"})
+
+
+def record(item: dict[str, Any], *, drop: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """A stored item as plain data for a model: key columns (and `drop`) left out."""
+    return {k: v for k, v in from_item(item).items() if k not in KEY_COLUMNS and k not in drop}
+
+
+def set_fields(fields: dict[str, Any], condition: str = "attribute_exists(pk)") -> dict[str, Any]:
+    """UpdateItem arguments that SET each field (or REMOVE it when None), guarded by `condition`."""
+    names = {f"#f{i}": name for i, name in enumerate(fields)}
+    values = to_item({f":v{i}": v for i, v in enumerate(fields.values())})
+    sets = ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)) if f":v{i}" in values)
+    removes = ", ".join(f"#f{i}" for i in range(len(fields)) if f":v{i}" not in values)
+    args: dict[str, Any] = {
+        "UpdateExpression": (f"SET {sets}" if sets else "") + (f" REMOVE {removes}" if removes else ""),
+        "ConditionExpression": condition,
+        "ExpressionAttributeNames": names,
+    }
+    if values:
+        args["ExpressionAttributeValues"] = values
+    return args
+
+
 def is_conditional_failure(exc: Exception) -> bool:
     """True when a DynamoDB write was refused by its condition."""
     code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")

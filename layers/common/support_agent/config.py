@@ -1,12 +1,18 @@
-"""Runtime configuration read from the function's environment (set by template.yaml)."""
+"""Settings of each function, read from its environment (set by template.yaml) and validated at cold start.
+
+This is the only module that reads the environment. A field without a default is required: a missing
+queue URL or ARN fails when the handler module is imported, naming the variable, not on first use.
+Field names are the variable names in lower case.
+"""
 
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
+from typing import Literal, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 _LAYER_ROOT = Path(__file__).resolve().parent
 
@@ -16,40 +22,85 @@ def default_policy_file() -> str:
     return str(_LAYER_ROOT.parent / "policies" / "acme-support.yaml")
 
 
-class Settings(BaseModel):
-    """Environment of a Support Agent function; field names are the env var names in lower case."""
+class ConfigurationError(RuntimeError):
+    """The function's environment is incomplete or invalid; the message names the variables."""
 
-    stage: str = "dev"
+
+class Common(BaseModel):
+    """What every function needs."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
     policy_file: str = Field(default_factory=default_policy_file)
-    sessions_table: str = "support-agent-sessions"
-    budgets_table: str = "support-agent-budgets"
-    audit_table: str = "support-agent-audit"
-    agent_queue_url: str = ""
-    notify_queue_url: str = ""
-    approval_state_machine_arn: str = ""
-    webhook_secret_name: str = "support-agent/webhook-signing"
-    slack_secret_name: str = "support-agent/slack"
+    sessions_table: str = Field(min_length=1)
+    audit_table: str = Field(min_length=1)
+    secrets_max_age_seconds: int = Field(default=300, ge=0)
+
+
+class IntakeSettings(Common):
+    budgets_table: str = Field(min_length=1)
+    agent_queue_url: str = Field(min_length=1)
+    webhook_secret_name: str = Field(min_length=1)
+    signature_tolerance_seconds: int = Field(default=300, gt=0)
+    session_ttl_days: int = Field(default=90, gt=0)
+
+
+Backend = Literal["embedded"]
+
+
+class AgentSettings(Common):
+    notify_queue_url: str = Field(min_length=1)
+    approval_state_machine_arn: str = Field(min_length=1)
+    model_provider: str = Field(default="auto", pattern=r"^(auto|anthropic|bedrock|offline|replay:.+)$")
     anthropic_secret_name: str = "support-agent/anthropic"
-    embedded_data_table: str = "support-agent-embedded"
+    # Local runs only (the demo with a key of your own); deployed functions read the key from Secrets Manager.
+    anthropic_api_key: SecretStr | None = None
     model_id: str = "claude-sonnet-4-5"
     bedrock_model_id: str = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
-    model_timeout_seconds: float = 60.0
-    max_turns: int = 8
-    max_reminders: int = 2
-    human_group: str = "tier-2-humans"
-    session_ttl_days: int = 90
-    dedupe_ttl_days: int = 7
-    signature_tolerance_seconds: int = 300
-    secrets_max_age_seconds: int = 300
-
-    @classmethod
-    def from_env(cls) -> Settings:
-        """Build settings from os.environ (unknown variables are ignored)."""
-        values = {name: os.environ[name.upper()] for name in cls.model_fields if name.upper() in os.environ}
-        return cls.model_validate(values)
+    aws_region: str | None = None
+    model_timeout_seconds: float = Field(default=60.0, gt=0)
+    max_turns: int = Field(default=8, gt=0)
+    # Which backend serves each port; the composition root is the one place that reads these.
+    tickets_backend: Backend = "embedded"
+    crm_backend: Backend = "embedded"
+    billing_backend: Backend = "embedded"
+    accounts_backend: Backend = "embedded"
+    knowledge_backend: Literal["markdown"] = "markdown"
+    knowledge_folder: str | None = None
+    embedded_data_table: str = ""
 
 
-@lru_cache(maxsize=1)
-def settings() -> Settings:
-    """Settings of this process, read once (Lambda environments do not change while warm)."""
-    return Settings.from_env()
+class SlackSettings(Common):
+    slack_secret_name: str = Field(min_length=1)
+    # Another Slack-compatible endpoint (the local runtime's stand-in); Slack itself by default.
+    slack_api_url: str = "https://slack.com/api/"
+
+
+class NotifierSettings(SlackSettings):
+    max_reminders: int = Field(default=2, ge=0)
+
+
+class InteractionSettings(SlackSettings):
+    agent_queue_url: str = Field(min_length=1)
+
+
+S = TypeVar("S", bound=Common)
+
+
+@cache
+def settings(kind: type[S]) -> S:
+    """The settings of this process (read once: a Lambda's environment does not change while warm)."""
+    values = {name: os.environ[name.upper()] for name in kind.model_fields if name.upper() in os.environ}
+    try:
+        return kind.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{str(e['loc'][0]).upper() if e['loc'] else '?'}: {'not set' if e['type'] == 'missing' else e['msg']}"
+            for e in exc.errors()
+        )
+        raise ConfigurationError(f"{kind.__name__}: {problems}") from None
+
+
+def forget() -> None:
+    """Read the environment again on next use (the local runtime switches between functions' environments)."""
+    settings.cache_clear()

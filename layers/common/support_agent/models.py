@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from support_agent import clock
 
 
 class Strict(BaseModel):
@@ -60,23 +62,169 @@ class Session(BaseModel):
     tokens_used: int = 0
     turns: int = 0
     approval_id: str | None = None
+    notice_id: str | None = None
     outcome: str | None = None
     route: str | None = None
-    escalation: dict[str, Any] | None = None
+    escalation: Escalation | None = None
     transcript: list[dict[str, Any]] = Field(default_factory=list)
     actions: list[dict[str, Any]] = Field(default_factory=list)
     replies: list[str] = Field(default_factory=list)
 
 
-class AgentMessage(BaseModel):
-    """What travels on the AgentQueue."""
+DecisionKind = Literal["approve", "partial", "deny", "reply_manually", "take_over", "send_draft", "expired"]
+
+
+class Decision(BaseModel):
+    """What a person decided on an approval or a handoff notice (or that the request expired)."""
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
-    type: Literal["start", "resume", "expire"] = "start"
+    kind: DecisionKind
+    by: str = Field(default="", max_length=64, description="Slack user id of the person")
+    by_name: str = Field(default="", max_length=120)
+    amount_cents: int | None = Field(default=None, gt=0, description="partial decisions: the decided amount")
+    reason: str = Field(default="", max_length=3000)
+    reply: str = Field(default="", max_length=5000)
+    at: str = Field(default_factory=clock.iso)
+
+    @property
+    def who(self) -> str:
+        return self.by_name or self.by
+
+
+class CustomerSummary(BaseModel):
+    """The customer as the person deciding sees them."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    id: str
+    name: str
+    email: str = ""
+    plan: str
+    tenure_months: int
+    lifetime_value_cents: int
+
+
+class Escalation(BaseModel):
+    """The context people get with an approval request or a handoff (Slack and the helpdesk note)."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    ticket_id: str
+    ticket_url: str | None = None
+    subject: str = ""
+    requester: str = ""
+    customer: CustomerSummary | None = None
+    category: str = ""
+    matched_rules: list[str] = Field(default_factory=list)
+    issue: str = ""
+    agent_notes: str = ""
+    recommendation: str = ""
+    draft_reply: str = ""
+
+
+class Offer(BaseModel):
+    """One button on a request: the decision it records, its label, and a confirm dialog for destructive ones."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    kind: DecisionKind
+    label: str
+    style: Literal["primary", "danger"] | None = None
+    confirm: str | None = None
+
+
+class PartialOffer(BaseModel):
+    """What a partial decision overrides: one argument of the call, within (0, maximum]."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    argument: str
+    maximum: int = Field(gt=0)
+    currency: str = "usd"
+    label: str = "Amount"
+
+
+RequestStatus = Literal["pending", "decided", "expired"]
+
+
+class HumanRequest(BaseModel):
+    """Something posted to people in Slack that waits for one decision (the first one wins)."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    session_id: str
+    channel: str
+    escalation: Escalation
+    offers: list[Offer] = Field(default_factory=list)
+    status: RequestStatus = "pending"
+    decision: Decision | None = None
+    slack_channel: str | None = None
+    slack_ts: str | None = None
+    created_at: str = Field(default_factory=clock.iso)
+
+    def offer(self, kind: str) -> Offer | None:
+        """The offer for a decision kind, if this request makes it."""
+        return next((o for o in self.offers if o.kind == kind), None)
+
+
+class Approval(HumanRequest):
+    """An approval-gated tool call, recorded with exactly the parameters that will run."""
+
+    kind: Literal["approval"] = "approval"
+    approval_id: str
+    tool: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    args_hash: str
+    tool_use_id: str = ""
+    rule: str = ""
+    partial: PartialOffer | None = None
+    task_token_set: bool = False
+    reminders: int = 0
+
+    @property
+    def request_id(self) -> str:
+        return self.approval_id
+
+
+class HandoffNotice(HumanRequest):
+    """A ticket handed to people, announced in Slack with Take over / Send agent's draft."""
+
+    kind: Literal["handoff"] = "handoff"
+    notice_id: str
+
+    @property
+    def request_id(self) -> str:
+        return self.notice_id
+
+
+PersonRequest = Approval | HandoffNotice
+StoredRequest = Annotated[PersonRequest, Field(discriminator="kind")]
+
+
+class AgentMessage(BaseModel):
+    """What travels on the AgentQueue: start a session, carry out a decision, expire, or follow up a handoff."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    type: Literal["start", "resume", "expire", "handoff_follow_up"] = "start"
     session_id: str = Field(min_length=1, max_length=80)
+    approval_id: str | None = Field(default=None, max_length=80)
+    notice_id: str | None = Field(default=None, max_length=80)
+    decision: Decision | None = None
+
+
+class NotifyMessage(BaseModel):
+    """What travels on the NotifyQueue: from the approval workflow, or a handoff notice from the agent."""
+
+    model_config = ConfigDict(extra="ignore", defer_build=True)
+
+    type: Literal["request", "reminder", "expired", "handoff_notice"]
+    session_id: str
     approval_id: str | None = None
-    decision: dict[str, Any] | None = None
+    notice_id: str | None = None
+    channel: str = ""
+    task_token: str | None = None
 
 
 class Customer(BaseModel):
@@ -122,6 +270,7 @@ class Invoice(BaseModel):
     period: str
     description: str
     amount_cents: int
+    currency: str = "usd"
     status: str
     paid_at: str | None = None
     refunded_cents: int = 0
@@ -143,6 +292,7 @@ class Refund(BaseModel):
     customer_id: str
     invoice_id: str
     amount_cents: int
+    currency: str = "usd"
     idempotency_key: str
     created_at: str
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from support_agent import aws, clock
-from support_agent.adapters.ports import AdapterError, Adapters
+from support_agent.adapters.ports import AdapterError, Adapters, KnowledgeBase
 from support_agent.models import Comment, Customer, Invoice, Order, Refund, Ticket
 
 if TYPE_CHECKING:
@@ -24,8 +24,9 @@ PROFILE_FIELDS = {"name", "notifications"}
 
 class _Table(aws.DynamoTable):
     def get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        """The item as plain data (key columns left out), or None."""
         item = self.client.get_item(TableName=self.table, Key=_k(pk, sk)).get("Item")
-        return aws.from_item(item) if item else None
+        return aws.record(item, drop=_KIND) if item else None
 
     def query(self, pk: str, prefix: str) -> list[dict[str, Any]]:
         resp = self.client.query(
@@ -33,7 +34,7 @@ class _Table(aws.DynamoTable):
             KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
             ExpressionAttributeValues={":pk": {"S": pk}, ":p": {"S": prefix}},
         )
-        return [aws.from_item(i) for i in resp.get("Items", [])]
+        return [aws.record(i, drop=_KIND) for i in resp.get("Items", [])]
 
     def put(self, pk: str, sk: str, data: dict[str, Any], only_new: bool = False) -> bool:
         """Write an item; with only_new, return False instead of overwriting."""
@@ -53,8 +54,7 @@ def _k(pk: str, sk: str) -> dict[str, Any]:
     return {"pk": {"S": pk}, "sk": {"S": sk}}
 
 
-def _strip(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in item.items() if k not in {"pk", "sk", "kind"}}
+_KIND = frozenset({"kind"})
 
 
 class EmbeddedTickets(_Table):
@@ -75,7 +75,7 @@ class EmbeddedTickets(_Table):
 
     def list_comments(self, ticket_id: str) -> list[Comment]:
         items = self.query(f"TICKET#{ticket_id}", "COMMENT#")
-        return [Comment.model_validate(_strip(i)) for i in items]
+        return [Comment.model_validate(i) for i in items]
 
     def _comment(self, ticket_id: str, author: str, public: bool, body: str, key: str) -> None:
         now = clock.iso()
@@ -84,9 +84,6 @@ class EmbeddedTickets(_Table):
             f"COMMENT#{now}#{key}",
             {"author": author, "public": public, "body": body, "created_at": now},
         )
-
-    def post_reply(self, ticket_id: str, body: str, idempotency_key: str) -> None:
-        self._comment(ticket_id, "agent:support-agent", True, body, idempotency_key)
 
     def respond(self, ticket_id: str, reply: str, note: str, status: str, idempotency_key: str) -> None:
         now = clock.iso()
@@ -125,20 +122,18 @@ class EmbeddedTickets(_Table):
             ExpressionAttributeValues={":v": {"S": value}},
         )
 
-    def set_status(self, ticket_id: str, status: str) -> None:
-        self._update(ticket_id, "status", status)
-
     def assign(self, ticket_id: str, group: str) -> None:
         self._update(ticket_id, "assignee", group)
 
     def get_state(self, ticket_id: str) -> dict[str, Any]:
-        return _strip(self.get(f"TICKET#{ticket_id}", "TICKET") or {})
+        """Status, requester and assignee of a ticket (for the demo and the tests)."""
+        return self.get(f"TICKET#{ticket_id}", "TICKET") or {}
 
 
 class EmbeddedCrm(_Table):
     def get_customer(self, customer_id: str) -> Customer | None:
         item = self.get(f"CUSTOMER#{customer_id}", "PROFILE")
-        return Customer.model_validate(_strip(item)) if item else None
+        return Customer.model_validate(item) if item else None
 
     def find_customer_by_email(self, email: str) -> Customer | None:
         link = self.get(f"EMAIL#{email.strip().lower()}", "CUSTOMER")
@@ -146,22 +141,18 @@ class EmbeddedCrm(_Table):
 
     def list_orders(self, customer_id: str) -> list[Order]:
         items = self.query(f"CUSTOMER#{customer_id}", "ORDER#")
-        return sorted(
-            (Order.model_validate(_strip(i)) for i in items), key=lambda o: o.ordered_at, reverse=True
-        )
+        return sorted((Order.model_validate(i) for i in items), key=lambda o: o.ordered_at, reverse=True)
 
 
 class EmbeddedBilling(_Table):
     def list_invoices(self, customer_id: str) -> list[Invoice]:
         items = self.query(f"CUSTOMER#{customer_id}", "INVOICE#")
-        return sorted(
-            (Invoice.model_validate(_strip(i)) for i in items), key=lambda i: i.period, reverse=True
-        )
+        return sorted((Invoice.model_validate(i) for i in items), key=lambda i: i.period, reverse=True)
 
     def refund(self, customer_id: str, invoice_id: str, amount_cents: int, idempotency_key: str) -> Refund:
         previous = self.get(f"REFUND#{idempotency_key}", "REFUND")
         if previous:
-            return Refund.model_validate(_strip(previous))
+            return Refund.model_validate(previous)
         invoice = self.get(f"CUSTOMER#{customer_id}", f"INVOICE#{invoice_id}")
         if invoice is None:
             raise AdapterError(f"invoice {invoice_id} does not belong to customer {customer_id}")
@@ -209,7 +200,7 @@ class EmbeddedBilling(_Table):
                 raise
             again = self.get(f"REFUND#{idempotency_key}", "REFUND")
             if again:
-                return Refund.model_validate(_strip(again))
+                return Refund.model_validate(again)
             raise AdapterError(f"invoice {invoice_id} no longer has {amount_cents} cents to refund") from None
         return refund
 
@@ -220,7 +211,7 @@ class EmbeddedBilling(_Table):
             FilterExpression="begins_with(pk, :p)",
             ExpressionAttributeValues={":p": {"S": "REFUND#"}},
         )
-        return [Refund.model_validate(_strip(aws.from_item(i))) for i in resp.get("Items", [])]
+        return [Refund.model_validate(aws.record(i)) for i in resp.get("Items", [])]
 
 
 class EmbeddedAccounts(_Table):
@@ -239,18 +230,13 @@ class EmbeddedAccounts(_Table):
         unknown = set(fields) - PROFILE_FIELDS
         if unknown:
             raise AdapterError(f"fields {sorted(unknown)} cannot be changed here")
-        names = {f"#f{i}": k for i, k in enumerate(fields)}
-        values = aws.to_item({f":v{i}": v for i, v in enumerate(fields.values())})
         resp = self.client.update_item(
             TableName=self.table,
             Key=_k(f"CUSTOMER#{customer_id}", "PROFILE"),
-            UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
             ReturnValues="ALL_NEW",
+            **aws.set_fields(fields),
         )
-        return Customer.model_validate(_strip(aws.from_item(resp["Attributes"])))
+        return Customer.model_validate(aws.record(resp["Attributes"], drop=_KIND))
 
     def delete_account(self, customer_id: str, idempotency_key: str) -> None:
         self.client.update_item(
@@ -286,14 +272,12 @@ def seed(table: str, path: Path = SAMPLE_DATA, client: DynamoDBClient | None = N
     return count
 
 
-def embedded_adapters(table: str) -> Adapters:
-    """All ports on the embedded table, with the bundled help center."""
-    from support_agent.adapters.knowledge import MarkdownKnowledgeBase
-
+def embedded_adapters(table: str, kb: KnowledgeBase) -> Adapters:
+    """Every port on the embedded table, with the given help center."""
     return Adapters(
         tickets=EmbeddedTickets(table),
         crm=EmbeddedCrm(table),
         billing=EmbeddedBilling(table),
         accounts=EmbeddedAccounts(table),
-        kb=MarkdownKnowledgeBase.bundled(),
+        kb=kb,
     )

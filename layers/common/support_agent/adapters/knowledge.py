@@ -31,10 +31,15 @@ class MarkdownKnowledgeBase:
             self.db.execute("INSERT INTO articles VALUES (?, ?, ?)", (path.stem, title, text))
 
     @classmethod
-    @lru_cache(maxsize=1)
     def bundled(cls) -> MarkdownKnowledgeBase:
         """The help center that ships with the layer (indexed once per process)."""
-        return cls(BUNDLED)
+        return cls.at(BUNDLED)
+
+    @classmethod
+    @lru_cache(maxsize=4)
+    def at(cls, folder: Path) -> MarkdownKnowledgeBase:
+        """The help center in `folder` (a company's own articles), indexed once per process."""
+        return cls(folder)
 
     def __len__(self) -> int:
         return len(self._bodies)

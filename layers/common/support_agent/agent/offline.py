@@ -12,8 +12,8 @@ import re
 from typing import Any
 
 from support_agent.agent.llm import ModelRequest, ModelResponse, Usage, estimate_tokens
-from support_agent.escalation import money
-from support_agent.triage import offline_classify
+from support_agent.agent.triage import offline_classify
+from support_agent.money import money
 
 _MONTHS = {
     m: i
@@ -59,6 +59,11 @@ _INJECTION = re.compile(
     r"developer\s+mode|you\s+are\s+now|disregard\s+(the\s+|your\s+)?(policy|rules|instructions)",
     re.I,
 )
+
+
+_INCIDENT = re.compile(r"incident|outage|status", re.I)
+_OUTAGE = re.compile(r"\b(outage|down|unavailable|caída|ausfall|panne)\b", re.I)
+_CLAUSE = re.compile(r"SLA\s+Section\s+[\d.]*\d", re.I)
 
 
 class OfflineProvider:
@@ -251,24 +256,28 @@ class _State:
         invoices = self.result("list_invoices") or []
         if not isinstance(invoices, list) or not invoices:
             return [self.handoff("Refund requested but no invoice was found.")]
+        incident = next((a for a in self.articles() if _INCIDENT.search(f"{a['id']} {a['title']}")), None)
+        if incident and "read_help_article" not in self.calls:
+            # Grounds come from what the company documents, so read the article before proposing.
+            return [self.use("read_help_article", article_id=incident["id"])]
         month = next((n for word, n in _MONTHS.items() if re.search(rf"\b{word}\b", self.text, re.I)), None)
         invoice = next((i for i in invoices if month and int(i["period"][5:7]) == month), invoices[0])
-        outage = next((a for a in self.articles() if a["id"] == "incident-history"), None)
-        period = invoice["period"]
-        grounds = outage is not None and re.search(
-            r"\b(outage|down|unavailable|caída|ausfall|panne)\b", self.text, re.I
-        )
         amount = int(invoice["amount_cents"]) - int(invoice.get("refunded_cents", 0))
-        if grounds and period == "2026-03":
+        ground = self.documented_incident(invoice["period"]) if _OUTAGE.search(self.text) else None
+        if ground:
+            clause = _CLAUSE.search(ground)
+            basis = clause.group(0) if clause else "the service level agreement"
             note = (
-                f"Confirmed 47-hour outage (10–12 March 2026) in the period of invoice {invoice['id']}. "
-                "Refund appears justified per SLA Section 4.2."
+                f"Documented incident in the period of invoice {invoice['id']}: {ground} "
+                f"Refund appears justified per {basis}."
             )
-            reason = f"47-hour outage in {period}; SLA Section 4.2 entitles a refund of that month's fee."
+            reason = (
+                f"Incident in {invoice['period']} documented in the help center; {basis} covers a refund."
+            )
         else:
             note = (
-                f"No incident or policy ground found for invoice {invoice['id']} ({period}); the customer asks "
-                "for a refund anyway. A person should decide; I would not refund in full."
+                f"No incident or policy ground found for invoice {invoice['id']} ({invoice['period']}); the customer "
+                "asks for a refund anyway. A person should decide; I would not refund in full."
             )
             reason = f"Customer requests a refund of {invoice['id']}; no SLA or policy ground found."
         return [
@@ -278,9 +287,18 @@ class _State:
                 customer_id=self.customer["id"],
                 invoice_id=invoice["id"],
                 amount_cents=amount,
-                reason=reason,
+                reason=reason[:500],
             ),
         ]
+
+    def documented_incident(self, period: str) -> str | None:
+        """The line of the article read that records an incident in `period` (YYYY-MM), markup removed."""
+        article = self.result("read_help_article")
+        text = article.get("text", "") if isinstance(article, dict) else ""
+        for line in text.splitlines():
+            if period in line:
+                return re.sub(r"[*_`#]+|^\s*-\s*", "", line).strip()[:300]
+        return None
 
     def profile_change(self) -> dict[str, Any]:
         name = re.search(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from support_agent.policy import Policy
+from support_agent.rules.policy import Policy
 
 SYSTEM_TEMPLATE = """You are the tier-1 support agent of {project}. You answer customers by email on behalf of the support team.
 

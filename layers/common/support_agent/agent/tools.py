@@ -1,8 +1,9 @@
-"""Tools the model may call. Each declares its policy action and how its resource is formed.
+"""The tool table: every tool the model may call, with its policy action, how its resource is formed,
+and, for approval-gated tools, what people decide and how they see it.
 
-The model never decides what it may do: `ToolExecutor.execute` validates the arguments, authorises the
-action on the resource against the policy at that moment, records the decision in the audit trail, and
-only then runs the tool, refuses it, or records it as pending a human's approval.
+Adding a gated tool is one entry here (with an `ApprovalSpec`) plus its adapter method: the loop, the
+Slack message, the interactive endpoint and the demo read everything else from the entry.
+`agent.executor.ToolExecutor` is the one place a call is validated, authorised, audited and run.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from support_agent.adapters.ports import AdapterError, Adapters
-from support_agent.audit import AuditTrail
-from support_agent.models import Customer, Ticket
-from support_agent.policy import Effect, Policy
-from support_agent.triage import Classification
+from support_agent.agent.triage import Classification
+from support_agent.models import Customer, Invoice, Offer, PartialOffer, Ticket
+from support_agent.money import money
+from support_agent.rules.policy import Policy
 
 HUMAN_GROUP = "tier-2-humans"
 
@@ -42,6 +43,12 @@ class EmailArgs(Args):
 
 class SearchArgs(Args):
     query: str = Field(min_length=2, max_length=300, description="what to look for, in plain words")
+
+
+class ArticleArgs(Args):
+    article_id: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]{1,80}$", description="an article id from search results"
+    )
 
 
 class ResetArgs(CustomerArgs):
@@ -98,6 +105,47 @@ class ToolContext:
 
 
 Terminal = Literal["respond", "handoff"]
+# Runs another tool through the executor (policy, audit) and returns its result: how an ApprovalSpec
+# looks up what people need to see (the invoice behind a refund) without bypassing the checks.
+Lookup = Callable[[str, dict[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class ApprovalSpec:
+    """What people decide about a gated tool, and the words they see for it."""
+
+    noun: str  # "Refund" → buttons "Approve Refund", "Partial Refund"
+    describe: Callable[[dict[str, Any], Lookup], str]  # the exact action, in words, for these arguments
+    partial: str | None = None  # the argument a partial decision overrides, within (0, proposed value]
+    partial_label: str = ""  # what the overridden argument is, for "partial refund of $50"
+    currency: Callable[[dict[str, Any], Lookup], str] = lambda _args, _lookup: "usd"
+    destructive: bool = False  # approve is red and asks for confirmation
+
+    def offers(self) -> list[Offer]:
+        """The buttons, in order."""
+        approve = Offer(
+            kind="approve",
+            label=f"Approve {self.noun}",
+            style="danger" if self.destructive else "primary",
+            confirm=f"{self.noun} cannot be undone. Approve it?" if self.destructive else None,
+        )
+        offers = [approve]
+        if self.partial:
+            offers.append(Offer(kind="partial", label=f"Partial {self.noun}"))
+        offers.append(Offer(kind="deny", label="Deny", style=None if self.destructive else "danger"))
+        offers.append(Offer(kind="reply_manually", label="Reply Manually"))
+        return offers
+
+    def partial_offer(self, args: dict[str, Any], lookup: Lookup) -> PartialOffer | None:
+        """The bound of a partial decision: at most what the agent proposed."""
+        if not self.partial:
+            return None
+        return PartialOffer(
+            argument=self.partial,
+            maximum=int(args[self.partial]),
+            currency=self.currency(args, lookup),
+            label=self.partial_label or self.partial,
+        )
 
 
 @dataclass(frozen=True)
@@ -109,7 +157,8 @@ class Tool:
     resource: Callable[[ToolContext, Any], str]
     run: Callable[[ToolContext, Any], Any]
     terminal: Terminal | None = None
-    changes_account: bool = False
+    changes_account: bool = False  # the requester must own the account (identity check)
+    approval: ApprovalSpec | None = None  # how people see and decide it, when the policy requires approval
 
     def schema(self) -> dict[str, Any]:
         """The tool as the Messages API expects it."""
@@ -121,14 +170,6 @@ class Tool:
 def args_hash(args: dict[str, Any]) -> str:
     """SHA-256 of canonical JSON arguments: ties an approval to exactly these parameters."""
     return hashlib.sha256(json.dumps(args, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def _dump(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, list):
-        return [_dump(v) for v in value]
-    return value
 
 
 def _customer(ctx: ToolContext, a: CustomerArgs) -> Any:
@@ -175,6 +216,33 @@ def _refund(ctx: ToolContext, a: RefundArgs) -> Any:
 def _delete(ctx: ToolContext, a: DeleteArgs) -> Any:
     ctx.adapters.accounts.delete_account(a.customer_id, ctx.key("delete_account", a))
     return {"status": "pending_deletion", "grace_period_days": 14}
+
+
+def _article(ctx: ToolContext, a: ArticleArgs) -> Any:
+    text = ctx.adapters.kb.get(a.article_id)
+    if text is None:
+        raise AdapterError(f"no article {a.article_id}")
+    return {"id": a.article_id, "text": text[:6000]}
+
+
+def _invoice(args: dict[str, Any], lookup: Lookup) -> Invoice | None:
+    invoices = lookup("list_invoices", {"customer_id": args["customer_id"]})
+    return next((i for i in invoices or [] if getattr(i, "id", None) == args["invoice_id"]), None)
+
+
+def _describe_refund(args: dict[str, Any], lookup: Lookup) -> str:
+    invoice = _invoice(args, lookup)
+    amount = int(args["amount_cents"])
+    if invoice is None:
+        return f"Refund of {money(amount)} (invoice {args['invoice_id']})"
+    whole = amount >= invoice.amount_cents - invoice.refunded_cents
+    what = "Full refund" if whole else "Partial refund"
+    return f"{what} of {money(amount, invoice.currency)} (invoice {invoice.id}, {invoice.description})"
+
+
+def _refund_currency(args: dict[str, Any], lookup: Lookup) -> str:
+    invoice = _invoice(args, lookup)
+    return invoice.currency if invoice else "usd"
 
 
 def _terminal(_ctx: ToolContext, a: Args) -> Any:
@@ -231,6 +299,14 @@ TOOLS: tuple[Tool, ...] = (
         lambda c, a: c.adapters.kb.search(a.query, 3),
     ),
     Tool(
+        "read_help_article",
+        "The full text of one help-center article (use an id from search_help_center).",
+        ArticleArgs,
+        "kb:read",
+        lambda c, a: f"articles/{a.article_id}",
+        _article,
+    ),
+    Tool(
         "send_password_reset",
         "Email a password-reset link to the account's own address.",
         ResetArgs,
@@ -255,6 +331,13 @@ TOOLS: tuple[Tool, ...] = (
         "billing:refund",
         lambda c, a: f"customers/{a.customer_id}",
         _refund,
+        approval=ApprovalSpec(
+            noun="Refund",
+            describe=_describe_refund,
+            partial="amount_cents",
+            partial_label="refund",
+            currency=_refund_currency,
+        ),
     ),
     Tool(
         "delete_account",
@@ -264,6 +347,11 @@ TOOLS: tuple[Tool, ...] = (
         lambda c, a: f"customers/{a.customer_id}",
         _delete,
         changes_account=True,
+        approval=ApprovalSpec(
+            noun="Deletion",
+            describe=lambda args, _lookup: "Delete the account (irreversible after 14 days)",
+            destructive=True,
+        ),
     ),
     Tool(
         "reply_to_customer",
@@ -292,9 +380,9 @@ CLASSIFY_TOOL = {
 }
 
 
-def offered_tools(policy: Policy, route: str) -> list[Tool]:
+def offered_tools(policy: Policy, route: str, table: tuple[Tool, ...] = TOOLS) -> list[Tool]:
     """Tools worth offering: the policy could allow them, and a reply only when the route is auto."""
-    tools = [t for t in TOOLS if policy.could_allow(t.action)]
+    tools = [t for t in table if policy.could_allow(t.action)]
     if route != "auto":
         tools = [t for t in tools if t.terminal != "respond"]
     return tools
@@ -310,105 +398,3 @@ class PendingAction:
     channel: str
     rule: str
     tool_use_id: str
-
-
-@dataclass
-class ToolOutcome:
-    kind: Literal["result", "error", "approval", "terminal", "identity_mismatch"]
-    content: Any
-    pending: PendingAction | None = None
-    terminal: Terminal | None = None
-    args: BaseModel | None = None
-
-    def for_model(self) -> str:
-        """The tool_result text the model sees."""
-        return json.dumps(_dump(self.content), default=str)[:8000]
-
-
-@dataclass
-class ToolExecutor:
-    """Runs tool calls through validation, policy, identity check and audit."""
-
-    policy: Policy
-    audit: AuditTrail
-    ctx: ToolContext
-    actor: str = "agent"
-
-    def execute(
-        self, name: str, raw_args: Any, tool_use_id: str = "", *, approved: bool = False
-    ) -> ToolOutcome:
-        """One tool call. `approved` is set only when replaying a recorded human decision."""
-        tool = TOOLS_BY_NAME.get(name)
-        if tool is None:
-            return ToolOutcome("error", {"error": f"unknown tool {name}"})
-        try:
-            args = tool.args.model_validate(raw_args)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors()
-            )
-            self._record(tool, "n/a", "invalid", "invalid_arguments", {"problems": problems[:300]})
-            return ToolOutcome("error", {"error": f"invalid arguments: {problems}"})
-        resource = tool.resource(self.ctx, args)
-        decision = self.policy.authorize(tool.action, resource)
-        if decision.effect is Effect.DENY:
-            self._record(tool, resource, decision.describe(), "refused")
-            return ToolOutcome("error", {"error": f"{tool.action} on {resource} is not allowed by policy"})
-        if tool.changes_account and not self._identity_matches(args):
-            self._record(tool, resource, decision.describe(), "refused_identity_mismatch")
-            return ToolOutcome("identity_mismatch", {"error": "requester email does not match the account"})
-        if decision.effect is Effect.REQUIRES_APPROVAL and not approved:
-            dumped = args.model_dump(mode="json")
-            pending = PendingAction(
-                tool.name,
-                dumped,
-                args_hash(dumped),
-                decision.approval_channel or "",
-                decision.describe(),
-                tool_use_id,
-            )
-            self._record(
-                tool, resource, decision.describe(), "pending_approval", {"args_hash": pending.args_hash}
-            )
-            return ToolOutcome("approval", {"status": "waiting for a person's approval"}, pending, args=args)
-        if tool.terminal:
-            self._record(tool, resource, decision.describe(), "allowed")
-            return ToolOutcome("terminal", args.model_dump(), terminal=tool.terminal, args=args)
-        # Side effects are preceded by a durable audit entry; reads may ride with the next flush.
-        self._record(
-            tool, resource, decision.describe(), "executing" if tool.changes_account or approved else "ok"
-        )
-        if tool.changes_account or approved:
-            self.audit.flush(self.ctx.session_id)
-        try:
-            result = tool.run(self.ctx, args)
-        except AdapterError as exc:
-            self._record(tool, resource, decision.describe(), "failed", {"error": str(exc)[:300]})
-            return ToolOutcome("error", {"error": str(exc)})
-        if tool.changes_account or approved:
-            self._record(tool, resource, decision.describe(), "executed")
-        self.ctx.observed[tool.name] = result
-        return ToolOutcome("result", result, args=args)
-
-    def _identity_matches(self, args: BaseModel) -> bool:
-        customer_id = getattr(args, "customer_id", None)
-        if not customer_id:
-            return False
-        customer = self.ctx.customers.get(customer_id) or self.ctx.adapters.crm.get_customer(customer_id)
-        if customer is None:
-            return False
-        self.ctx.customers[customer.id] = customer
-        return customer.email.strip().lower() == self.ctx.ticket.requester.email.strip().lower()
-
-    def _record(
-        self, tool: Tool, resource: str, decision: str, outcome: str, details: dict[str, Any] | None = None
-    ) -> None:
-        self.audit.record(
-            self.ctx.session_id,
-            actor=self.actor,
-            action=tool.action,
-            resource=resource,
-            decision=decision,
-            outcome=outcome,
-            details={"tool": tool.name, **(details or {})},
-        )

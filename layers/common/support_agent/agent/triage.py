@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from support_agent.policy import Policy
+from support_agent.rules.policy import Policy
 
 ESCALATION_CATEGORIES = frozenset(
     {

@@ -12,15 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from support_agent import clock
-from support_agent.audit import AuditTrail
-from support_agent.budget import DailySessionBudget
+from support_agent.intake.signatures import SignatureError
+from support_agent.intake.webhooks import SOURCES, PayloadError
+from support_agent.messaging import Queue
 from support_agent.models import AgentMessage, SessionState
-from support_agent.policy import Policy
-from support_agent.queues import MessageSender
+from support_agent.rules.audit import AuditLog, draft
+from support_agent.rules.budget import DailyBudget
+from support_agent.rules.policy import Policy
+from support_agent.rules.sessions import SessionExists, SessionStore, new_session, session_id_for
 from support_agent.secrets import SecretStore
-from support_agent.sessions import SessionExists, SessionRepository, session_id_for
-from support_agent.signatures import SignatureError
-from support_agent.webhooks import SOURCES, PayloadError
 
 ACTOR = "intake"
 
@@ -38,10 +38,10 @@ class IntakeResult:
 @dataclass
 class IntakeService:
     policy: Policy
-    sessions: SessionRepository
-    budget: DailySessionBudget
-    audit: AuditTrail
-    queue: MessageSender
+    sessions: SessionStore
+    budget: DailyBudget
+    audit: AuditLog
+    queue: Queue
     secrets: SecretStore
     webhook_secret_name: str
     tolerance_seconds: int = 300
@@ -68,31 +68,20 @@ class IntakeService:
         read = self.policy.authorize("tickets:read", resource)
 
         try:
-            self.sessions.create(session_id, ticket, SessionState.QUEUED)
+            self.sessions.create(new_session(session_id, ticket, SessionState.QUEUED))
         except SessionExists as exc:
             return self._duplicate(exc.session.session_id, exc.session.state)
-        self.audit.new_chain(session_id)
-        self.audit.append(
-            session_id,
-            actor=ACTOR,
-            action="tickets:read",
-            resource=resource,
-            decision=read.describe(),
-            outcome="received",
-            details={"source": source_name, "event_id": delivery.event_id, "ticket_id": ticket.id},
-        )
+        details = {"source": source_name, "event_id": delivery.event_id, "ticket_id": ticket.id}
+        received = draft(ACTOR, "tickets:read", resource, read.describe(), "received", details)
+        self.audit.append(session_id, [received], new_chain=True)
         metrics = ["TicketsReceived"]
         if not read.allowed:
             return self._handoff(session_id, "queue_not_allowed_by_policy", resource, metrics)
 
         slot = self.budget.take(self.policy.budget.max_sessions_per_day, self.policy.timezone)
-        self.audit.append(
-            session_id,
-            actor=ACTOR,
-            action="budget:session_slot",
-            resource=f"budget/{slot.day}",
-            decision="granted" if slot.granted else "exhausted",
-            outcome=f"{slot.used}/{slot.limit}",
+        granted = "granted" if slot.granted else "exhausted"
+        self._audit(
+            session_id, "budget:session_slot", f"budget/{slot.day}", granted, f"{slot.used}/{slot.limit}"
         )
         if not slot.granted:
             return self._handoff(
@@ -100,27 +89,13 @@ class IntakeService:
             )
 
         self.queue.send(AgentMessage(type="start", session_id=session_id))
-        self.audit.append(
-            session_id,
-            actor=ACTOR,
-            action="queue:send",
-            resource="queue/agent",
-            decision="n/a",
-            outcome="queued",
-        )
+        self._audit(session_id, "queue:send", "queue/agent", "n/a", "queued")
         return IntakeResult(202, {"session_id": session_id, "status": "queued"}, metrics, session_id)
 
     def _handoff(self, session_id: str, reason: str, resource: str, metrics: list[str]) -> IntakeResult:
         """Keep the ticket, but for people: the session goes straight to handoff."""
         self.sessions.transition(session_id, SessionState.QUEUED, SessionState.HANDOFF, reason=reason)
-        self.audit.append(
-            session_id,
-            actor=ACTOR,
-            action="session:handoff",
-            resource=resource,
-            decision="n/a",
-            outcome=reason,
-        )
+        self._audit(session_id, "session:handoff", resource, "n/a", reason)
         return IntakeResult(
             202, {"session_id": session_id, "status": "handoff", "reason": reason}, metrics, session_id
         )
@@ -138,33 +113,23 @@ class IntakeService:
         )
 
     def _reject(self, status: int, reason: str, source_name: str) -> IntakeResult:
-        self.audit.append(
+        self._audit(
             f"intake-rejections-{clock.now().date().isoformat()}",
-            actor=ACTOR,
-            action="webhook:receive",
-            resource=f"webhooks/{source_name}"[:80],
-            decision="rejected",
-            outcome=str(status),
-            details={"reason": reason},
+            "webhook:receive",
+            f"webhooks/{source_name}"[:80],
+            "rejected",
+            str(status),
+            {"reason": reason},
         )
         return IntakeResult(status, {"error": reason}, ["TicketsRejected"])
 
-
-def from_settings() -> IntakeService:
-    """The service wired to this function's environment."""
-    from support_agent.config import settings
-    from support_agent.policy import cached_policy
-    from support_agent.queues import SqsSender
-    from support_agent.secrets import SecretsManagerStore
-
-    s = settings()
-    return IntakeService(
-        policy=cached_policy(s.policy_file),
-        sessions=SessionRepository(s.sessions_table, s.session_ttl_days),
-        budget=DailySessionBudget(s.budgets_table),
-        audit=AuditTrail(s.audit_table),
-        queue=SqsSender(s.agent_queue_url),
-        secrets=SecretsManagerStore(s.secrets_max_age_seconds),
-        webhook_secret_name=s.webhook_secret_name,
-        tolerance_seconds=s.signature_tolerance_seconds,
-    )
+    def _audit(
+        self,
+        session_id: str,
+        action: str,
+        resource: str,
+        decision: str,
+        outcome: str,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        self.audit.append(session_id, [draft(ACTOR, action, resource, decision, outcome, details)])

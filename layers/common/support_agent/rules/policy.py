@@ -78,7 +78,7 @@ class Rule:
 
 
 @dataclass(frozen=True)
-class Decision:
+class Verdict:
     """The answer of `authorize`: the effect, the rule that decided (None: default deny), the channel."""
 
     effect: Effect
@@ -136,7 +136,7 @@ class TriageCategory(BaseModel):
         return values
 
 
-class Triage(BaseModel):
+class TriagePolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
     categories: dict[str, TriageCategory] = Field(default_factory=dict)
@@ -155,7 +155,7 @@ class PolicyDocument(BaseModel):
     budget: Budget
     approvers: dict[str, Approvers] = Field(default_factory=dict)
     handoff_channel: str | None = None
-    triage: Triage = Field(default_factory=Triage)
+    triage: TriagePolicy = Field(default_factory=TriagePolicy)
 
     @field_validator("timezone")
     @classmethod
@@ -183,18 +183,18 @@ class Policy:
     def timezone(self) -> ZoneInfo:
         return ZoneInfo(self.document.timezone)
 
-    def authorize(self, action: str, resource: str) -> Decision:
+    def authorize(self, action: str, resource: str) -> Verdict:
         """Decide `action` on `resource`: explicit deny > requires approval > allow > default deny."""
         matching = [rule for rule in self.rules if rule.matches(action, resource)]
         for rule in matching:
             if rule.effect == "deny":
-                return Decision(Effect.DENY, rule)
+                return Verdict(Effect.DENY, rule)
         for rule in matching:
             if rule.requires_approval:
-                return Decision(Effect.REQUIRES_APPROVAL, rule, rule.approval_channel)
+                return Verdict(Effect.REQUIRES_APPROVAL, rule, rule.approval_channel)
         if matching:
-            return Decision(Effect.ALLOW, matching[0])
-        return Decision(Effect.DENY, None)
+            return Verdict(Effect.ALLOW, matching[0])
+        return Verdict(Effect.DENY, None)
 
     def could_allow(self, action: str) -> bool:
         """True when some allow rule names this action (so a tool for it is worth offering at all)."""
@@ -233,7 +233,11 @@ def _resource_regex(pattern: str) -> re.Pattern[str]:
 
 
 class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that remembers the line of every mapping key and sequence item."""
+    """SafeLoader that remembers the line of every mapping key and sequence item (per load, on itself)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.lines: dict[int, dict[Any, int]] = {}
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[Any, Any]:
@@ -246,31 +250,45 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[Any,
             raise PolicyError("", key_node.start_mark.line + 1, f"duplicate key {key!r}")
         result[key] = loader.construct_object(value_node, deep=True)
         lines[key] = key_node.start_mark.line + 1
-    _LINES[id(result)] = lines
+    loader.lines[id(result)] = lines
     return result
 
 
 def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> list[Any]:
     items = [loader.construct_object(child, deep=True) for child in node.value]
-    _LINES[id(items)] = {i: child.start_mark.line + 1 for i, child in enumerate(node.value)}
+    loader.lines[id(items)] = {i: child.start_mark.line + 1 for i, child in enumerate(node.value)}
     return items
 
 
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
-_LINES: dict[int, dict[Any, int]] = {}
 
 
-def _line_of(root: Any, loc: tuple[Any, ...]) -> int | None:
-    """Line of the deepest YAML node on the path `loc` (pydantic's error location)."""
-    line, node = None, root
-    for key in loc:
-        lines = _LINES.get(id(node), {})
-        if key not in lines or not isinstance(node, dict | list):
-            break
-        line = lines[key]
-        node = node[key]
-    return line
+@dataclass(frozen=True)
+class _Located:
+    """Parsed YAML with the line of every key and item (keyed by the containers' ids while they live)."""
+
+    data: Any
+    lines: dict[int, dict[Any, int]]
+
+    def line_of(self, loc: tuple[Any, ...]) -> int | None:
+        """Line of the deepest YAML node on the path `loc` (pydantic's error location)."""
+        line, node = None, self.data
+        for key in loc:
+            lines = self.lines.get(id(node), {})
+            if key not in lines or not isinstance(node, dict | list):
+                break
+            line = lines[key]
+            node = node[key]
+        return line
+
+
+def _load_yaml(text: str) -> _Located:
+    loader = _LineLoader(text)
+    try:
+        return _Located(loader.get_single_data(), loader.lines)
+    finally:
+        loader.dispose()
 
 
 def parse_rule(entry: Any, line: int, file: str) -> Rule:
@@ -330,14 +348,14 @@ def parse_rule(entry: Any, line: int, file: str) -> Rule:
 
 def parse_policy(text: str, file: str = "<policy>") -> Policy:
     """Parse and validate policy YAML text; raises PolicyError naming the line on any problem."""
-    _LINES.clear()
     try:
-        raw = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - _LineLoader is a SafeLoader subclass
+        located = _load_yaml(text)
     except PolicyError as exc:
         raise PolicyError(file, exc.line, exc.reason) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise PolicyError(file, mark.line + 1 if mark else None, f"not valid YAML: {exc}") from None
+    raw = located.data
     if not isinstance(raw, dict):
         raise PolicyError(
             file, 1, "the policy file must be a mapping with project, agent, policies and budget"
@@ -354,13 +372,12 @@ def parse_policy(text: str, file: str = "<policy>") -> Policy:
         else:
             reason = f"{'.'.join(map(str, loc))}: {err['msg']}"
         if loc and loc[0] == "policies" and len(loc) > 1:
-            parse_rule(raw["policies"][loc[1]], _line_of(raw, loc[:2]) or 0, file)  # precise rule error
-        raise PolicyError(file, _line_of(raw, loc), reason) from None
+            parse_rule(raw["policies"][loc[1]], located.line_of(loc[:2]) or 0, file)  # precise rule error
+        raise PolicyError(file, located.line_of(loc), reason) from None
     rules = [
-        parse_rule(entry, _line_of(raw, ("policies", i)) or 0, file)
+        parse_rule(entry, located.line_of(("policies", i)) or 0, file)
         for i, entry in enumerate(raw["policies"])
     ]
-    _LINES.clear()
     return Policy(document, rules, file)
 
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from support_agent import signatures
+from support_agent.intake import signatures
 from support_agent.models import Requester, Ticket
 
 

@@ -1,0 +1,194 @@
+"""Carrying out a session's outcome: one commit each (state change, request for people, audit entries),
+with the helpdesk, the approval workflow and the handoff notice around it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from support_agent.adapters.ports import Adapters
+from support_agent.agent.escalation import escalation_for, issue_of
+from support_agent.agent.loop import AwaitApproval, HandOff, Outcome, Respond, Run
+from support_agent.agent.tools import HUMAN_GROUP, TOOLS_BY_NAME, ApprovalSpec, Tool
+from support_agent.messaging import ApprovalWorkflow, Queue
+from support_agent.models import Approval, HandoffNotice, NotifyMessage, Offer, PersonRequest, SessionState
+from support_agent.rules.policy import Policy
+from support_agent.rules.sessions import SessionChange, SessionCommitter
+
+ResultKind = Literal["respond", "approval", "handoff", "skipped"]
+HANDOFF_OFFERS = [
+    Offer(kind="take_over", label="Take over", style="primary"),
+    Offer(kind="send_draft", label="Send agent's draft"),
+]
+
+
+@dataclass
+class RunResult:
+    outcome: ResultKind
+    reason: str = ""
+    approval_id: str | None = None
+
+
+def _generic_spec(tool: str) -> ApprovalSpec:
+    # A tool the policy gates but the table gives no approval words: people still see exactly what runs.
+    return ApprovalSpec(noun="Action", describe=lambda args, _lookup: f"Run {tool} with {args}")
+
+
+@dataclass
+class OutcomeWriter:
+    policy: Policy
+    adapters: Adapters
+    commits: SessionCommitter
+    workflow: ApprovalWorkflow
+    notices: Queue | None = None  # the NotifyQueue: handoff notices reach people in Slack through it
+    tools: Mapping[str, Tool] = field(default_factory=lambda: TOOLS_BY_NAME)
+
+    def finish(self, run: Run, outcome: Outcome) -> RunResult:
+        """Carry out the loop's outcome."""
+        if isinstance(outcome, Respond):
+            return self.respond(run, outcome)
+        if isinstance(outcome, AwaitApproval):
+            return self.request_approval(run, outcome)
+        return self.handoff(run, outcome)
+
+    def respond(self, run: Run, reply: Respond) -> RunResult:
+        run.journal.flush()  # the allow decision is durable before the customer sees anything
+        note = reply.note or "Answered by the support agent."
+        ticket = run.session.ticket
+        self.adapters.tickets.respond(ticket.id, reply.body, note, reply.status, f"{run.sid}-reply")
+        run.journal.record("tickets:respond", f"tickets/{ticket.id}", "n/a", reply.status)
+        self._commit(
+            run,
+            SessionState.RESPONDED,
+            outcome="respond",
+            replies=[*run.session.replies, reply.body],
+            transcript=[],
+        )
+        return RunResult("respond", reply.status)
+
+    def handoff(self, run: Run, handoff: HandOff) -> RunResult:
+        ticket = run.session.ticket
+        verdict = self.policy.authorize("tickets:assign", f"tickets/{ticket.id}")
+        run.journal.record("tickets:assign", f"tickets/{ticket.id}", verdict.describe(), handoff.reason)
+        run.journal.flush()
+        if verdict.allowed:
+            note = f"Handed to people: {handoff.reason}. {handoff.summary}".strip()
+            self.adapters.tickets.add_note(ticket.id, note[:2000], f"{run.sid}-handoff")
+            self.adapters.tickets.assign(ticket.id, HUMAN_GROUP)
+        escalation = escalation_for(
+            run,
+            issue=handoff.summary or handoff.reason,
+            recommendation="A person should take over",
+            draft=handoff.draft,
+        )
+        channel = self.policy.handoff_channel()
+        notice = None
+        if channel and self.notices is not None:
+            notice_id = "hof_" + hashlib.sha256(f"{run.sid}:handoff".encode()).hexdigest()[:20]
+            notice = HandoffNotice(
+                notice_id=notice_id,
+                session_id=run.sid,
+                channel=channel,
+                escalation=escalation,
+                offers=HANDOFF_OFFERS,
+            )
+        run.journal.record("session:handoff", f"tickets/{ticket.id}", "n/a", handoff.reason)
+        self._commit(
+            run,
+            SessionState.HANDOFF,
+            request=notice,
+            outcome="handoff",
+            reason=handoff.reason,
+            escalation=escalation,
+            notice_id=notice.notice_id if notice else None,
+            transcript=[],
+        )
+        if notice is not None and self.notices is not None:
+            self._announce(run, notice)
+        return RunResult("handoff", handoff.reason)
+
+    def request_approval(self, run: Run, wait: AwaitApproval) -> RunResult:
+        pending = wait.pending
+        # Named by the session, the transcript position and the exact call: not by ids the model chose.
+        seed = f"{run.sid}:{len(run.messages)}:{pending.tool}:{pending.args_hash}"
+        approval_id = "apr_" + hashlib.sha256(seed.encode()).hexdigest()[:20]
+        tool = self.tools.get(pending.tool)
+        spec = tool.approval if tool and tool.approval else _generic_spec(pending.tool)
+        lookup = run.executor.lookup
+        escalation = escalation_for(
+            run, issue=issue_of(run), recommendation=spec.describe(pending.args, lookup)
+        )
+        approval = Approval(
+            approval_id=approval_id,
+            session_id=run.sid,
+            channel=pending.channel,
+            escalation=escalation,
+            offers=spec.offers(),
+            partial=spec.partial_offer(pending.args, lookup),
+            tool=pending.tool,
+            args=pending.args,
+            args_hash=pending.args_hash,
+            tool_use_id=pending.tool_use_id,
+            rule=pending.rule,
+        )
+        run.journal.record(
+            "approval:request",
+            f"approvals/{approval_id}",
+            pending.rule,
+            "awaiting_approval",
+            {"tool": pending.tool, "args_hash": pending.args_hash, "channel": pending.channel},
+        )
+        self._commit(
+            run,
+            SessionState.AWAITING_APPROVAL,
+            request=approval,
+            route="escalate",
+            approval_id=approval_id,
+            escalation=escalation,
+            transcript=run.messages,
+            outcome="approval",
+        )
+        payload = {
+            "approval_id": approval_id,
+            "session_id": run.sid,
+            "channel": pending.channel,
+            "ticket_id": run.session.ticket.id,
+        }
+        try:
+            self.workflow.start(approval_id, payload)
+        except Exception as exc:  # the approval cannot reach a person: a person gets the ticket instead
+            run.journal.record(
+                "approval:start", f"approvals/{approval_id}", "n/a", "failed", {"error": str(exc)[:200]}
+            )
+            return self.handoff(run, HandOff("approval_workflow_unavailable", str(exc)[:200]))
+        return RunResult("approval", pending.tool, approval_id)
+
+    def _commit(
+        self, run: Run, new: SessionState, request: PersonRequest | None = None, **fields: Any
+    ) -> None:
+        """The outcome's one write; afterwards the run knows the session's new state."""
+        fields = {
+            "tokens_used": run.tokens_used,
+            "turns": run.turns,
+            "route": run.triage.route,
+            "actions": run.actions,
+            **fields,
+        }
+        change = SessionChange(run.sid, run.state, new, run.journal.drain(), fields, request)
+        self.commits.commit(change)
+        run.state = new
+
+    def _announce(self, run: Run, notice: HandoffNotice) -> None:
+        message = NotifyMessage(
+            type="handoff_notice", session_id=run.sid, notice_id=notice.notice_id, channel=notice.channel
+        )
+        try:
+            self.notices.send(message)  # type: ignore[union-attr]
+        except Exception as exc:  # the ticket is already with people in the helpdesk
+            run.journal.record(
+                "slack:handoff_notice", notice.channel, "n/a", "failed", {"error": str(exc)[:200]}
+            )
+            run.journal.flush()

@@ -1,0 +1,176 @@
+"""The composition root: the one place that reads settings and decides which implementation serves each
+port (DynamoDB, SQS, Step Functions, Slack's Web API; embedded or real adapters; the model provider).
+
+Handlers call one builder each. Everything built here is cheap or cached per process (clients, the
+policy, the help-center index), so a warm Lambda reuses it and no state outlives a request.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from support_agent.adapters.ports import Adapters
+from support_agent.agent.decisions import HandoffFollowUps
+from support_agent.agent.llm import AnthropicProvider, ModelProvider, ReplayProvider
+from support_agent.agent.loop import TurnLoop
+from support_agent.agent.outcomes import OutcomeWriter
+from support_agent.agent.runner import AgentRunner
+from support_agent.config import (
+    AgentSettings,
+    Common,
+    IntakeSettings,
+    InteractionSettings,
+    NotifierSettings,
+    SlackSettings,
+    settings,
+)
+from support_agent.intake.service import IntakeService
+from support_agent.messaging import SqsQueue, StepFunctionsWorkflow
+from support_agent.rules.dynamodb import (
+    DynamoApprovalStore,
+    DynamoAuditLog,
+    DynamoDailyBudget,
+    DynamoSessionCommitter,
+    DynamoSessionStore,
+    DynamoTokenBudget,
+)
+from support_agent.rules.policy import Policy, cached_policy
+from support_agent.secrets import SecretsManagerStore
+from support_agent.slack.client import ApproverDirectory, WebApiSlack
+from support_agent.slack.endpoint import SlackEndpoint
+from support_agent.slack.notifier import Notifier
+
+
+def policy(s: Common) -> Policy:
+    return cached_policy(s.policy_file)
+
+
+def intake_service() -> IntakeService:
+    """The Intake function's service."""
+    s = settings(IntakeSettings)
+    return IntakeService(
+        policy=policy(s),
+        sessions=DynamoSessionStore(s.sessions_table, s.session_ttl_days),
+        budget=DynamoDailyBudget(s.budgets_table),
+        audit=DynamoAuditLog(s.audit_table),
+        queue=SqsQueue(s.agent_queue_url),
+        secrets=SecretsManagerStore(s.secrets_max_age_seconds),
+        webhook_secret_name=s.webhook_secret_name,
+        tolerance_seconds=s.signature_tolerance_seconds,
+    )
+
+
+def adapters(s: AgentSettings) -> Adapters:
+    """The backends the configuration names for each port (embedded: the sample systems in DynamoDB)."""
+    from pathlib import Path
+
+    from support_agent.adapters.embedded import embedded_adapters
+    from support_agent.adapters.knowledge import MarkdownKnowledgeBase
+
+    kb = (
+        MarkdownKnowledgeBase.at(Path(s.knowledge_folder))
+        if s.knowledge_folder
+        else MarkdownKnowledgeBase.bundled()
+    )
+    if not s.embedded_data_table:
+        raise RuntimeError("EMBEDDED_DATA_TABLE is required while a backend is `embedded`")
+    return embedded_adapters(s.embedded_data_table, kb)
+
+
+def provider(s: AgentSettings) -> ModelProvider:
+    """MODEL_PROVIDER: anthropic | bedrock | offline | replay:FILE; auto = anthropic if a key exists, else offline."""
+    from support_agent.agent.offline import OfflineProvider
+
+    choice = s.model_provider
+    if choice.startswith("replay:"):
+        return ReplayProvider.from_file(choice.split(":", 1)[1])
+    if choice == "offline":
+        return OfflineProvider()
+    if choice == "bedrock":
+        return AnthropicProvider.bedrock(s.bedrock_model_id, s.aws_region, s.model_timeout_seconds)
+    key = s.anthropic_api_key.get_secret_value() if s.anthropic_api_key else ""
+    if not key and s.anthropic_secret_name:
+        try:
+            secret = SecretsManagerStore(s.secrets_max_age_seconds).get_json(s.anthropic_secret_name)
+            key = str(secret.get("api_key", ""))
+        except Exception:  # no secret: only acceptable when the configuration allowed a fallback
+            if choice == "anthropic":
+                raise
+    if key:
+        return AnthropicProvider.from_api_key(key, s.model_id, s.model_timeout_seconds)
+    if choice == "anthropic":
+        raise RuntimeError("MODEL_PROVIDER=anthropic but no API key in Secrets Manager")
+    return OfflineProvider()
+
+
+def agent_runner(model: ModelProvider | None = None) -> AgentRunner:
+    """The AgentStep function's runner (built per message: no state outlives it)."""
+    s = settings(AgentSettings)
+    rules = policy(s)
+    sessions = DynamoSessionStore(s.sessions_table)
+    approvals = DynamoApprovalStore(s.sessions_table)
+    audit = DynamoAuditLog(s.audit_table)
+    commits = DynamoSessionCommitter(sessions, approvals, audit)
+    ports = adapters(s)
+    loop = TurnLoop(rules, model or provider(s), DynamoTokenBudget(s.sessions_table), max_turns=s.max_turns)
+    outcomes = OutcomeWriter(
+        rules,
+        ports,
+        commits,
+        StepFunctionsWorkflow(s.approval_state_machine_arn),
+        SqsQueue(s.notify_queue_url),
+    )
+    return AgentRunner(
+        rules, sessions, approvals, audit, ports, loop, outcomes, HandoffFollowUps(rules, ports, commits)
+    )
+
+
+@cache
+def _slack(secret_name: str, api_url: str, max_age: int) -> tuple[WebApiSlack, ApproverDirectory, str]:
+    # Cached per process: the client's connections and the user-group cache outlive one request.
+    secret = SecretsManagerStore(max_age).get_json(secret_name)
+    client = WebApiSlack(str(secret["bot_token"]), api_url)
+    return client, ApproverDirectory(client), str(secret["signing_secret"])
+
+
+def _slack_for(s: SlackSettings) -> tuple[WebApiSlack, ApproverDirectory, str]:
+    return _slack(s.slack_secret_name, s.slack_api_url, s.secrets_max_age_seconds)
+
+
+def notifier() -> Notifier:
+    """The Notifier function's service."""
+    s = settings(NotifierSettings)
+    client, _directory, _signing = _slack_for(s)
+    workflow = StepFunctionsWorkflow("")  # answers tasks by token; starts none
+    return Notifier(
+        DynamoApprovalStore(s.sessions_table),
+        DynamoAuditLog(s.audit_table),
+        client,
+        workflow,
+        s.max_reminders,
+    )
+
+
+def slack_endpoint() -> SlackEndpoint:
+    """The SlackInteraction function's service."""
+    s = settings(InteractionSettings)
+    client, directory, signing_secret = _slack_for(s)
+    return SlackEndpoint(
+        policy=policy(s),
+        approvals=DynamoApprovalStore(s.sessions_table),
+        audit=DynamoAuditLog(s.audit_table),
+        slack=client,
+        directory=directory,
+        workflow=StepFunctionsWorkflow(""),
+        agent_queue=SqsQueue(s.agent_queue_url),
+        signing_secret=signing_secret,
+    )
+
+
+def forget() -> None:
+    """Drop cached settings and clients (the local runtime switches environments and endpoints)."""
+    from support_agent import aws, config
+
+    config.forget()
+    _slack.cache_clear()
+    aws.reset_clients()
