@@ -24,7 +24,7 @@ def test_partial_click_opens_modal_and_submission_decides(stack):
     assert approvals(stack).get(APPROVAL).status == "pending"
     events.invoke_sample(stack, "slack_view_partial.json")
     decision = approvals(stack).get(APPROVAL).decision
-    assert (decision.kind, decision.amount_cents) == ("partial", 9950)
+    assert (decision.kind, decision.amount) == ("partial", 9950)
 
 
 def test_approve_then_resume_refunds_once(stack):

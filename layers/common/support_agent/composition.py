@@ -8,13 +8,8 @@ policy, the help-center index), so a warm Lambda reuses it and no state outlives
 from __future__ import annotations
 
 from functools import cache
+from typing import TYPE_CHECKING
 
-from support_agent.adapters.ports import Adapters
-from support_agent.agent.decisions import HandoffFollowUps
-from support_agent.agent.llm import AnthropicProvider, ModelProvider, ReplayProvider
-from support_agent.agent.loop import TurnLoop
-from support_agent.agent.outcomes import OutcomeWriter
-from support_agent.agent.runner import AgentRunner
 from support_agent.config import (
     AgentSettings,
     Common,
@@ -24,21 +19,18 @@ from support_agent.config import (
     SlackSettings,
     settings,
 )
-from support_agent.intake.service import IntakeService
-from support_agent.messaging import SqsQueue, StepFunctionsWorkflow
-from support_agent.rules.dynamodb import (
-    DynamoApprovalStore,
-    DynamoAuditLog,
-    DynamoDailyBudget,
-    DynamoSessionCommitter,
-    DynamoSessionStore,
-    DynamoTokenBudget,
-)
 from support_agent.rules.policy import Policy, cached_policy
 from support_agent.secrets import SecretsManagerStore
-from support_agent.slack.client import ApproverDirectory, WebApiSlack
-from support_agent.slack.endpoint import SlackEndpoint
-from support_agent.slack.notifier import Notifier
+
+# Each builder imports what its function uses, so the Intake function never loads the agent or Slack.
+if TYPE_CHECKING:
+    from support_agent.adapters.ports import Adapters
+    from support_agent.agent.llm import ModelProvider
+    from support_agent.agent.runner import AgentRunner
+    from support_agent.intake.service import IntakeService
+    from support_agent.slack.client import ApproverDirectory, WebApiSlack
+    from support_agent.slack.endpoint import SlackEndpoint
+    from support_agent.slack.notifier import Notifier
 
 
 def policy(s: Common) -> Policy:
@@ -47,6 +39,10 @@ def policy(s: Common) -> Policy:
 
 def intake_service() -> IntakeService:
     """The Intake function's service."""
+    from support_agent.intake.service import IntakeService
+    from support_agent.messaging import SqsQueue
+    from support_agent.rules.dynamodb import DynamoAuditLog, DynamoDailyBudget, DynamoSessionStore
+
     s = settings(IntakeSettings)
     return IntakeService(
         policy=policy(s),
@@ -79,6 +75,7 @@ def adapters(s: AgentSettings) -> Adapters:
 
 def provider(s: AgentSettings) -> ModelProvider:
     """MODEL_PROVIDER: anthropic | bedrock | offline | replay:FILE; auto = anthropic if a key exists, else offline."""
+    from support_agent.agent.llm import AnthropicProvider, ReplayProvider
     from support_agent.agent.offline import OfflineProvider
 
     choice = s.model_provider
@@ -105,6 +102,19 @@ def provider(s: AgentSettings) -> ModelProvider:
 
 def agent_runner(model: ModelProvider | None = None) -> AgentRunner:
     """The AgentStep function's runner (built per message: no state outlives it)."""
+    from support_agent.agent.decisions import HandoffFollowUps
+    from support_agent.agent.loop import TurnLoop
+    from support_agent.agent.outcomes import OutcomeWriter
+    from support_agent.agent.runner import AgentRunner
+    from support_agent.messaging import SqsQueue, StepFunctionsWorkflow
+    from support_agent.rules.dynamodb import (
+        DynamoApprovalStore,
+        DynamoAuditLog,
+        DynamoSessionCommitter,
+        DynamoSessionStore,
+        DynamoTokenBudget,
+    )
+
     s = settings(AgentSettings)
     rules = policy(s)
     sessions = DynamoSessionStore(s.sessions_table)
@@ -128,6 +138,8 @@ def agent_runner(model: ModelProvider | None = None) -> AgentRunner:
 @cache
 def _slack(secret_name: str, api_url: str, max_age: int) -> tuple[WebApiSlack, ApproverDirectory, str]:
     # Cached per process: the client's connections and the user-group cache outlive one request.
+    from support_agent.slack.client import ApproverDirectory, WebApiSlack
+
     secret = SecretsManagerStore(max_age).get_json(secret_name)
     client = WebApiSlack(str(secret["bot_token"]), api_url)
     return client, ApproverDirectory(client), str(secret["signing_secret"])
@@ -139,6 +151,10 @@ def _slack_for(s: SlackSettings) -> tuple[WebApiSlack, ApproverDirectory, str]:
 
 def notifier() -> Notifier:
     """The Notifier function's service."""
+    from support_agent.messaging import StepFunctionsWorkflow
+    from support_agent.rules.dynamodb import DynamoApprovalStore, DynamoAuditLog
+    from support_agent.slack.notifier import Notifier
+
     s = settings(NotifierSettings)
     client, _directory, _signing = _slack_for(s)
     workflow = StepFunctionsWorkflow("")  # answers tasks by token; starts none
@@ -153,6 +169,10 @@ def notifier() -> Notifier:
 
 def slack_endpoint() -> SlackEndpoint:
     """The SlackInteraction function's service."""
+    from support_agent.messaging import SqsQueue, StepFunctionsWorkflow
+    from support_agent.rules.dynamodb import DynamoApprovalStore, DynamoAuditLog
+    from support_agent.slack.endpoint import SlackEndpoint
+
     s = settings(InteractionSettings)
     client, directory, signing_secret = _slack_for(s)
     return SlackEndpoint(

@@ -82,7 +82,9 @@ class Decision(BaseModel):
     kind: DecisionKind
     by: str = Field(default="", max_length=64, description="Slack user id of the person")
     by_name: str = Field(default="", max_length=120)
-    amount_cents: int | None = Field(default=None, gt=0, description="partial decisions: the decided amount")
+    # Partial decisions: the decided value of the argument the approval lets people lower (money in the
+    # currency's minor unit, or a count).
+    amount: int | None = Field(default=None, gt=0)
     reason: str = Field(default="", max_length=3000)
     reply: str = Field(default="", max_length=5000)
     at: str = Field(default_factory=clock.iso)
@@ -141,8 +143,23 @@ class PartialOffer(BaseModel):
 
     argument: str
     maximum: int = Field(gt=0)
-    currency: str = "usd"
-    label: str = "Amount"
+    currency: str | None = None  # an amount of money in this currency's minor unit; None: a plain count
+    label: str = "amount"
+
+    def show(self, value: int) -> str:
+        """A value of the argument as people read it."""
+        from support_agent.money import money
+
+        return money(value, self.currency) if self.currency else str(value)
+
+    def parse(self, text: str) -> int | None:
+        """What a person typed, as a value of the argument; None when it is not one."""
+        from support_agent.money import parse_amount
+
+        if self.currency:
+            return parse_amount(text, self.currency)
+        stripped = (text or "").strip()
+        return int(stripped) if stripped.isascii() and stripped.isdigit() and len(stripped) <= 9 else None
 
 
 RequestStatus = Literal["pending", "decided", "expired"]

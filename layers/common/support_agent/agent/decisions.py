@@ -46,9 +46,9 @@ def carry_out(run: Run, approval: Approval, made: Decision) -> Outcome | None:
         return HandOff("approval_parameters_changed", "stored parameters do not match their hash")
     if made.kind == "partial":
         bound = approval.partial
-        if bound is None or made.amount_cents is None or not 0 < made.amount_cents <= bound.maximum:
+        if bound is None or made.amount is None or not 0 < made.amount <= bound.maximum:
             return HandOff("partial_amount_invalid", "partial amount is not within the approved maximum")
-        args[bound.argument] = made.amount_cents
+        args[bound.argument] = made.amount
     run.ctx.idempotency_prefix = (
         approval.approval_id
     )  # the adapter call is keyed by the approval: at most once

@@ -174,6 +174,9 @@ class ReplayProvider:
         return cls(data, f"replay:{Path(path).name}")
 
     def create(self, request: ModelRequest) -> ModelResponse:
+        from support_agent.agent.conversation import check
+
+        check(request.messages)  # what the real API would answer 400 to fails here too
         self.requests.append(request)
         if not self.responses:
             raise ModelUnavailable("the replay has no more recorded responses")

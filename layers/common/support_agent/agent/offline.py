@@ -11,6 +11,7 @@ import json
 import re
 from typing import Any
 
+from support_agent.agent.conversation import check
 from support_agent.agent.llm import ModelRequest, ModelResponse, Usage, estimate_tokens
 from support_agent.agent.triage import offline_classify
 from support_agent.money import money
@@ -72,6 +73,7 @@ class OfflineProvider:
     name = "offline"
 
     def create(self, request: ModelRequest) -> ModelResponse:
+        check(request.messages)  # what the real API would answer 400 to fails here too
         state = _State.read(request.messages)
         blocks = state.next_blocks()
         usage = Usage(

@@ -118,7 +118,8 @@ class ApprovalSpec:
     describe: Callable[[dict[str, Any], Lookup], str]  # the exact action, in words, for these arguments
     partial: str | None = None  # the argument a partial decision overrides, within (0, proposed value]
     partial_label: str = ""  # what the overridden argument is, for "partial refund of $50"
-    currency: Callable[[dict[str, Any], Lookup], str] = lambda _args, _lookup: "usd"
+    # For money: the currency of the partial argument (its minor unit); None: a plain count.
+    currency: Callable[[dict[str, Any], Lookup], str] | None = None
     destructive: bool = False  # approve is red and asks for confirmation
 
     def offers(self) -> list[Offer]:
@@ -143,7 +144,7 @@ class ApprovalSpec:
         return PartialOffer(
             argument=self.partial,
             maximum=int(args[self.partial]),
-            currency=self.currency(args, lookup),
+            currency=self.currency(args, lookup) if self.currency else None,
             label=self.partial_label or self.partial,
         )
 

@@ -15,7 +15,6 @@ from urllib.parse import parse_qs
 
 from support_agent.messaging import ApprovalWorkflow, Queue, TokenRejected
 from support_agent.models import AgentMessage, Approval, Decision, DecisionKind, PersonRequest
-from support_agent.money import money, parse_amount
 from support_agent.rules.approvals import AlreadyDecided, ApprovalStore
 from support_agent.rules.audit import AuditLog, draft
 from support_agent.rules.policy import Policy
@@ -101,11 +100,11 @@ class SlackEndpoint:
         decision = Decision(kind=action, by=user.get("id", ""), by_name=user.get("username", ""))  # type: ignore[arg-type]
         if action == "partial":
             bound = request.partial
-            amount = parse_amount(values.get("amount", ""), bound.currency) if bound else None
+            amount = bound.parse(values.get("amount", "")) if bound else None
             if bound is None or amount is None or not 0 < amount <= bound.maximum:
-                limit = money(bound.maximum, bound.currency) if bound else "the proposed amount"
+                limit = bound.show(bound.maximum) if bound else "the proposed amount"
                 return errors("amount", f"Enter an amount above 0 and at most {limit}.")
-            decision.amount_cents = amount
+            decision.amount = amount
         elif action == "deny":
             decision.reason = values.get("reason", "").strip()[:INPUT_LIMIT]
             if not decision.reason:
@@ -143,7 +142,7 @@ class SlackEndpoint:
             "approval:decide",
             decision.kind,
             user,
-            {"amount_cents": decision.amount_cents, "args_hash": hashed},
+            {"amount": decision.amount, "args_hash": hashed},
         )
         if isinstance(request, Approval):
             try:
@@ -202,7 +201,7 @@ def modal(approval: Approval, action: str) -> dict[str, Any]:
     """The modal for a partial amount, a deny reason or a manual reply."""
     if action == "partial" and approval.partial:
         bound = approval.partial
-        label = f"Amount ({bound.label}, at most {money(bound.maximum, bound.currency)})"
+        label = f"Amount ({bound.label}, at most {bound.show(bound.maximum)})"
         body, title = [_text_input("amount", label)], "Partial amount"
     elif action == "deny":
         body, title = (

@@ -107,7 +107,7 @@ def outcome_line(request: PersonRequest, decision: Decision, when: str) -> str:
         what = request.escalation.recommendation
         return f"Approved by {who} at {when} — {escape(what[:1].lower() + what[1:])}"
     if decision.kind == "partial" and isinstance(request, Approval) and request.partial:
-        amount = money(decision.amount_cents or 0, request.partial.currency)
+        amount = request.partial.show(decision.amount or 0)
         return f"Partially approved by {who} at {when} — {request.partial.label} of {amount}"
     if decision.kind == "deny":
         return f"Denied by {who} at {when} — {escape(decision.reason)}"
