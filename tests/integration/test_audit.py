@@ -132,16 +132,16 @@ def test_secrets_and_bodies_are_scrubbed(stack):
     assert scrub({"ok": 1}) == {"ok": 1}
 
 
-def test_conditional_put_refuses_overwrite(stack):
-    t = trail(stack)
-    fill(t, n=1)
-    client = boto3.client("dynamodb")
-    item = raw_items(stack)[0]
-    try:
-        client.put_item(
-            TableName=stack.ref("AuditTable"), Item=item, ConditionExpression="attribute_not_exists(seq)"
-        )
-    except client.exceptions.ConditionalCheckFailedException:
-        pass
-    else:
-        raise AssertionError("an existing entry was overwritten")
+def test_a_writer_with_a_stale_head_never_overwrites_an_entry(stack):
+    # Given a chain with one entry, and a second writer that believes the chain is empty
+    first = trail(stack)
+    fill(first, n=1)
+    original = first.entries("s1")[0]
+    late = trail(stack)
+    # When the second writer appends from its stale head
+    late.append("s1", [draft("late", "x:y", "r", "d", "o")], new_chain=True)
+    # Then its conditional put lost, it re-read the head, and the first entry is as it was
+    entries = first.entries("s1")
+    assert entries[0] == original
+    assert [(e.seq, e.actor) for e in entries] == [(1, "test"), (2, "late")]
+    assert verify(first, "s1").ok

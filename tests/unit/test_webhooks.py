@@ -26,9 +26,12 @@ def headers(source, body, ts=None):
 
 
 @pytest.mark.parametrize("source", ["generic", "zendesk"])
-def test_valid_signature_passes(source):
+def test_valid_signature_passes_and_only_that_secret_signs_it(source):
     body = generic_body()
-    SOURCES[source].verify(headers(source, body), body, SECRET, time.time(), 300)
+    signed = headers(source, body)
+    SOURCES[source].verify(signed, body, SECRET, time.time(), 300)  # raises SignatureError on failure
+    with pytest.raises(SignatureError, match="does not match"):
+        SOURCES[source].verify(signed, body, "another-secret", time.time(), 300)
 
 
 @pytest.mark.parametrize("source", ["generic", "zendesk"])
