@@ -176,11 +176,14 @@ class FakeZendesk:
         tags: list[str] | None = None,
         status: str = "new",
         channel: str = "email",
+        submitter_id: str | None = None,
     ) -> str:
+        """A ticket as the requester (or `submitter_id`, an agent taking a call) opened it."""
         with self._lock:
             tid = max([*self.tickets, 0]) + 1
             now = self._now()
             requester = int(requester_id)
+            submitter = int(submitter_id) if submitter_id else requester
             self.tickets[tid] = {
                 "id": tid,
                 "url": f"{self.url}/api/v2/tickets/{tid}.json",
@@ -195,7 +198,7 @@ class FakeZendesk:
                 "priority": None,
                 "status": status,
                 "requester_id": requester,
-                "submitter_id": requester,
+                "submitter_id": submitter,
                 "assignee_id": None,
                 "organization_id": self.users[requester]["organization_id"],
                 "group_id": None,
@@ -204,7 +207,7 @@ class FakeZendesk:
                 "is_public": True,
             }
             self.ticket_comments[tid] = []
-            self._add_comment(tid, requester, description, True)
+            self._add_comment(tid, submitter, description, True)
             return str(tid)
 
     def _add_comment(self, tid: int, author: int, body: str, public: bool) -> dict[str, Any]:

@@ -25,7 +25,7 @@ class Backend:
     secret: str
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def seeded_table(shared_stack: Any) -> str:
     table: str = shared_stack.ref("EmbeddedDataTable")
     seed(table)

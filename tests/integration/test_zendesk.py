@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support_agent.adapters.http import RetryPolicy, fixed_budget
+from support_agent.adapters.http import InvocationDeadline, RetryPolicy, fixed_budget
 from support_agent.adapters.ports import AdapterError
 from support_agent.adapters.zendesk import (
     AGENT_AUTHOR,
@@ -232,6 +232,39 @@ def test_requester_context_and_recent_tickets(fake):
     assert who.organization is not None and who.organization.tags == ["vip"]
     recent = zd.recent_tickets(who.user.id, limit=5, exclude=current)
     assert [t.id for t in recent] == [older]
+
+
+def test_a_ticket_an_agent_opened_for_a_caller_is_not_answered_yet(fake):
+    caller = fake.create_user("Phone caller")
+    dana = fake.create_user("Dana", "dana@acme.example", role="agent")
+    tid = fake.create_ticket("Call", "Caller asks about a refund.", caller, submitter_id=dana)
+    assert adapter(fake).already_answered_by_human(tid) is False
+
+
+def test_from_secret_and_the_invocation_deadline(fake, ticket):
+    class Context:
+        def get_remaining_time_in_millis(self) -> int:
+            return 500  # less than the margin: no call may start
+
+    deadline = InvocationDeadline(fallback=10)
+    zd = ZendeskTickets.from_secret(
+        {
+            "base_url": fake.url,
+            "email": fake.email,
+            "api_token": fake.token,
+            "group_ids": {"tier-2-humans": "42"},
+        },
+        remaining=deadline,
+    )
+    assert zd.get_state(ticket)["status"] == "new"
+    deadline.start(Context())
+    with pytest.raises(AdapterError, match="no time left"):
+        zd.get_state(ticket)
+    assert ZendeskTickets.from_secret(
+        {"subdomain": "acme", "email": "a@b.c", "api_token": "t"}
+    ).api.base_url == ("https://acme.zendesk.com")
+    with pytest.raises(ValueError, match="subdomain"):
+        ZendeskTickets.from_secret({"subdomain": "evil.example/x", "email": "a@b.c", "api_token": "t"})
 
 
 def test_requester_without_email_is_found_by_id(fake):

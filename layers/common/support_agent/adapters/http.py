@@ -48,6 +48,26 @@ def fixed_budget(seconds: float) -> Remaining:
     return lambda: end - time.monotonic()
 
 
+class InvocationDeadline:
+    """The current Lambda invocation's remaining time, for adapters built once per container.
+
+    The handler calls `start(context)` at the top of each invocation; before the first, or outside
+    Lambda, it answers `fallback` seconds.
+    """
+
+    def __init__(self, fallback: float = 30.0) -> None:
+        self.fallback = fallback
+        self._context: Any = None
+
+    def start(self, context: Any) -> None:
+        self._context = context
+
+    def __call__(self) -> float:
+        if self._context is None:
+            return self.fallback
+        return float(self._context.get_remaining_time_in_millis()) / 1000
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     attempts: int = 4

@@ -364,11 +364,12 @@ class ZendeskTickets:
         """
         comments, users = self._comments(ticket_id)
         me = self.me().id
+        # The first comment is the ticket's description, even when an agent wrote it (a phone call).
         return any(
             c.get("public")
             and str(c.get("author_id")) != me
             and users.get(str(c.get("author_id")), {}).get("role") in STAFF_ROLES
-            for c in comments
+            for c in comments[1:]
         )
 
     # --- writes ----------------------------------------------------------------------------------------
