@@ -128,7 +128,8 @@ class JsonApi:
         self.name = name
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self.remaining = remaining or fixed_budget(60.0)
+        # Without a deadline each call gets a fixed allowance (attempts still bound it).
+        self.remaining: Remaining = remaining or (lambda: 60.0)
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
         self.error_field = error_field
@@ -170,7 +171,8 @@ class JsonApi:
         """Send one request (retried within the deadline when safe) and return its JSON body.
 
         `what` names the resource in a NotFound message ("ticket 42"). `idempotent` defaults to True for
-        GET/PUT/DELETE semantics the caller vouches for; pass False for writes that must not be re-sent.
+        GET and HEAD only; a write is re-sent after a 5xx or a timeout only when the caller says it is
+        idempotent, else that ends in OutcomeUnknown. A 429 is always retried (nothing was done).
         """
         if idempotent is None:
             idempotent = method in {"GET", "HEAD"}
