@@ -202,7 +202,7 @@ def test_comments_follow_pagination_and_name_authors(fake, ticket):
     for n in range(120):
         fake.reply_as(ticket, jane, f"more {n}")
     zd = adapter(fake)
-    zd.post_reply(ticket, "Thanks!", "k")
+    zd.respond(ticket, "Thanks!", "", "solved", "k")
     comments = zd.list_comments(ticket)
     assert len(comments) == 122
     assert comments[0].author == "jane.smith@example.com" and comments[0].body == "ORD-5001 has not arrived."
@@ -315,9 +315,10 @@ def test_help_center_search_per_locale(fake):
 def test_the_agent_answers_a_zendesk_ticket_once(stack, fake):
     from support_agent.adapters.customer_api import CustomerApiCrm
     from support_agent.agent.offline import OfflineProvider
-    from support_agent.agent.wiring import runner_from_env
+    from support_agent.composition import agent_runner
     from support_agent.models import Requester, SessionState, Ticket
-    from support_agent.sessions import SessionRepository, session_id_for
+    from support_agent.rules import sessions as session_rules
+    from support_agent.rules.sessions import session_id_for
     from support_agent_local.customer_api_server import CustomerApiServer
 
     jane = fake.create_user("Jane Smith", "jane.smith@example.com", external_id="cus_jane")
@@ -332,8 +333,9 @@ def test_the_agent_answers_a_zendesk_ticket_once(stack, fake):
     )
     sid = session_id_for("zendesk", f"ticket.created:{tid}")
     with stack.environment_of("AgentStepFunction"), CustomerApiServer() as crm:
-        SessionRepository(stack.ref("SessionsTable")).create(sid, ticket, SessionState.QUEUED)
-        runner = runner_from_env(OfflineProvider())
+        stack.sessions().create(session_rules.new_session(sid, ticket, SessionState.QUEUED))
+        runner = agent_runner(OfflineProvider())
+        # The runner, its outcome writer and its follow-ups share one Adapters: swap two backends.
         runner.adapters.tickets = adapter(fake)
         runner.adapters.crm = CustomerApiCrm(crm.url, crm.token, remaining=fixed_budget(10))
         assert runner.start(sid).outcome == "respond"

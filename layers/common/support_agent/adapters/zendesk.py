@@ -431,13 +431,6 @@ class ZendeskTickets:
                 ticket_id, f"{idempotency_key}:note", {"comment": {"body": note, "public": False}}
             )
 
-    def post_reply(self, ticket_id: str, body: str, idempotency_key: str) -> None:
-        self._update_once(
-            ticket_id,
-            idempotency_key,
-            {"comment": {"body": body, "public": True}, "additional_tags": [ANSWERED_TAG]},
-        )
-
     def add_note(self, ticket_id: str, body: str, idempotency_key: str) -> None:
         """An internal note (escalation summary, the agent's draft): agents see it, the requester does not."""
         self._update_once(ticket_id, idempotency_key, {"comment": {"body": body, "public": False}})
@@ -448,9 +441,6 @@ class ZendeskTickets:
         self.api.request(
             "PUT", f"/api/v2/tickets/{tid}", json={"ticket": fields}, idempotent=True, what=f"ticket {tid}"
         )
-
-    def set_status(self, ticket_id: str, status: str) -> None:
-        self._put(ticket_id, {"status": status})
 
     def assign(self, ticket_id: str, group: str) -> None:
         """Hand the ticket to people: a mapped agent, a mapped group, or the default group; tag it."""
