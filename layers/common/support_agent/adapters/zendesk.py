@@ -14,8 +14,9 @@ between makes ours fail with 409; we then read again and find the tag. A write w
 
 No loops. Our replies carry `ai_answered` (handoffs `ai_escalated`); the intake trigger must exclude
 those tags and fire on "Ticket is created" only. `is_agent_author` tells whether a comment's author is
-us or staff, and `already_answered_by_human` whether a person has replied publicly: the agent step
-checks it before it posts, and intake before it starts a session for an update event.
+us or staff, and `already_answered_by_human` whether a person has replied publicly: the agent step is
+meant to check it right before it posts (OutcomeWriter.respond), and intake before it starts a session
+for anything but a new ticket.
 """
 
 from __future__ import annotations
