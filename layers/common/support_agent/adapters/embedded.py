@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from support_agent import aws, clock
 from support_agent.adapters.ports import AdapterError, Adapters, KnowledgeBase
 from support_agent.models import Comment, Customer, Invoice, Order, Refund, Ticket
@@ -22,18 +24,30 @@ SAMPLE_DATA = Path(__file__).resolve().parents[1] / "data" / "sample_data.json"
 PROFILE_FIELDS = {"name", "notifications"}
 
 
+def _read_failed(exc: Exception) -> AdapterError:
+    """A failed read as the port reports it (as the HTTP adapters do): the reason, nothing else."""
+    code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+    return AdapterError(f"the embedded store could not be read ({code or type(exc).__name__})")
+
+
 class _Table(aws.DynamoTable):
     def get(self, pk: str, sk: str) -> dict[str, Any] | None:
         """The item as plain data (key columns left out), or None."""
-        item = self.client.get_item(TableName=self.table, Key=_k(pk, sk)).get("Item")
+        try:
+            item = self.client.get_item(TableName=self.table, Key=_k(pk, sk)).get("Item")
+        except (ClientError, BotoCoreError) as exc:
+            raise _read_failed(exc) from None
         return aws.record(item, drop=_KIND) if item else None
 
     def query(self, pk: str, prefix: str) -> list[dict[str, Any]]:
-        resp = self.client.query(
-            TableName=self.table,
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
-            ExpressionAttributeValues={":pk": {"S": pk}, ":p": {"S": prefix}},
-        )
+        try:
+            resp = self.client.query(
+                TableName=self.table,
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
+                ExpressionAttributeValues={":pk": {"S": pk}, ":p": {"S": prefix}},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _read_failed(exc) from None
         return [aws.record(i, drop=_KIND) for i in resp.get("Items", [])]
 
     def put(self, pk: str, sk: str, data: dict[str, Any], only_new: bool = False) -> bool:
@@ -77,12 +91,36 @@ class EmbeddedTickets(_Table):
         items = self.query(f"TICKET#{ticket_id}", "COMMENT#")
         return [Comment.model_validate(i) for i in items]
 
+    def _once(self, ticket_id: str, key: str, items: list[dict[str, Any]]) -> None:
+        """Write `items` with a DONE#key marker, all or nothing: once per key, only on a known ticket."""
+        pk = f"TICKET#{ticket_id}"
+        marker = {
+            "Put": {
+                "TableName": self.table,
+                "Item": {**_k(pk, f"DONE#{key}"), **aws.to_item({"created_at": clock.iso()})},
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+        try:
+            self.client.transact_write_items(TransactItems=[marker, *items])  # type: ignore[list-item]
+        except Exception as exc:
+            if not aws.is_conditional_failure(exc):
+                raise
+            if self.get(pk, f"DONE#{key}") is None:
+                raise AdapterError(f"no ticket {ticket_id}") from None
+
     def _comment(self, ticket_id: str, author: str, public: bool, body: str, key: str) -> None:
         now = clock.iso()
-        self.put(
-            f"TICKET#{ticket_id}",
-            f"COMMENT#{now}#{key}",
-            {"author": author, "public": public, "body": body, "created_at": now},
+        data = {"author": author, "public": public, "body": body, "created_at": now}
+        pk = f"TICKET#{ticket_id}"
+        exists = {
+            "TableName": self.table,
+            "Key": _k(pk, "TICKET"),
+            "ConditionExpression": "attribute_exists(pk)",
+        }
+        item = {**_k(pk, f"COMMENT#{now}#{key}"), **aws.to_item(data)}
+        self._once(
+            ticket_id, key, [{"ConditionCheck": exists}, {"Put": {"TableName": self.table, "Item": item}}]
         )
 
     def respond(self, ticket_id: str, reply: str, note: str, status: str, idempotency_key: str) -> None:
@@ -94,8 +132,10 @@ class EmbeddedTickets(_Table):
             item = {**_k(pk, f"COMMENT#{now}#{idempotency_key}{suffix}"), **aws.to_item(data)}
             return {"Put": {"TableName": self.table, "Item": item}}
 
-        self.client.transact_write_items(
-            TransactItems=[
+        self._once(
+            ticket_id,
+            idempotency_key,
+            [
                 comment(True, reply, ""),
                 comment(False, note, "-note"),
                 {
@@ -103,24 +143,31 @@ class EmbeddedTickets(_Table):
                         "TableName": self.table,
                         "Key": _k(pk, "TICKET"),
                         "UpdateExpression": "SET #s = :s",
+                        "ConditionExpression": "attribute_exists(pk)",
                         "ExpressionAttributeNames": {"#s": "status"},
                         "ExpressionAttributeValues": {":s": {"S": status}},
                     }
                 },
-            ]
+            ],
         )
 
     def add_note(self, ticket_id: str, body: str, idempotency_key: str) -> None:
         self._comment(ticket_id, "agent:support-agent", False, body, idempotency_key)
 
     def _update(self, ticket_id: str, field: str, value: str) -> None:
-        self.client.update_item(
-            TableName=self.table,
-            Key=_k(f"TICKET#{ticket_id}", "TICKET"),
-            UpdateExpression="SET #f = :v",
-            ExpressionAttributeNames={"#f": field},
-            ExpressionAttributeValues={":v": {"S": value}},
-        )
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=_k(f"TICKET#{ticket_id}", "TICKET"),
+                UpdateExpression="SET #f = :v",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames={"#f": field},
+                ExpressionAttributeValues={":v": {"S": value}},
+            )
+        except Exception as exc:
+            if aws.is_conditional_failure(exc):
+                raise AdapterError(f"no ticket {ticket_id}") from None
+            raise
 
     def assign(self, ticket_id: str, group: str) -> None:
         self._update(ticket_id, "assignee", group)
