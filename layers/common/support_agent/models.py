@@ -125,6 +125,7 @@ class Invoice(BaseModel):
     status: str
     paid_at: str | None = None
     refunded_cents: int = 0
+    currency: str = "usd"  # ISO 4217, lower case; *_cents are in its smallest unit (JPY: whole yen)
 
 
 class Comment(BaseModel):
@@ -145,6 +146,7 @@ class Refund(BaseModel):
     amount_cents: int
     idempotency_key: str
     created_at: str
+    currency: str = "usd"
 
 
 class Article(BaseModel):
