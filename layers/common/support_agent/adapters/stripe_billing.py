@@ -141,7 +141,7 @@ class StripeBilling:
                 "a person has to split this refund"
             )
         metadata = {
-            "idempotency_key": idempotency_key[:500],
+            "idempotency_key": idempotency_key,
             "invoice": invoice_id,
             self._metadata_key: customer_id,
         }
