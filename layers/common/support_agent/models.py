@@ -287,10 +287,10 @@ class Invoice(BaseModel):
     period: str
     description: str
     amount_cents: int
-    currency: str = "usd"
     status: str
     paid_at: str | None = None
     refunded_cents: int = 0
+    currency: str = "usd"  # ISO 4217, lower case; *_cents are in its smallest unit (JPY: whole yen)
 
 
 class Comment(BaseModel):
@@ -309,9 +309,9 @@ class Refund(BaseModel):
     customer_id: str
     invoice_id: str
     amount_cents: int
-    currency: str = "usd"
     idempotency_key: str
     created_at: str
+    currency: str = "usd"
 
 
 class Article(BaseModel):

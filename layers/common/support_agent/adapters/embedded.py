@@ -213,6 +213,7 @@ class EmbeddedBilling(_Table):
             amount_cents=amount_cents,
             idempotency_key=idempotency_key,
             created_at=clock.iso(),
+            currency=str(invoice.get("currency", "usd")),
         )
         # The refund record and the invoice change commit together, and only once per key.
         try:
@@ -266,6 +267,8 @@ class EmbeddedAccounts(_Table):
         customer = self.get(f"CUSTOMER#{customer_id}", "PROFILE")
         if customer is None:
             raise AdapterError(f"no customer {customer_id}")
+        if customer.get("status") == "pending_deletion":
+            raise AdapterError(f"the account of customer {customer_id} is being deleted")
         self.put(
             f"OUTBOX#{idempotency_key}",
             "MAIL",
@@ -277,6 +280,8 @@ class EmbeddedAccounts(_Table):
         unknown = set(fields) - PROFILE_FIELDS
         if unknown:
             raise AdapterError(f"fields {sorted(unknown)} cannot be changed here")
+        if self.get(f"CUSTOMER#{customer_id}", "PROFILE") is None:
+            raise AdapterError(f"no customer {customer_id}")
         resp = self.client.update_item(
             TableName=self.table,
             Key=_k(f"CUSTOMER#{customer_id}", "PROFILE"),
