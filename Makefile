@@ -19,6 +19,15 @@ $(BIN)/support-agent: pyproject.toml layers/common/requirements.txt
 	@command -v npm >/dev/null 2>&1 && npm install --prefix .tools --no-audit --no-fund --silent dynalite@3 \
 		|| echo "npm not found: the dynalite concurrency tests will be skipped"
 
+# checkov scans template.yaml; it gets its own environment because its pins clash with aws-sam-cli's
+# (see the iac-scan extra in pyproject.toml, which this installs).
+CHECKOV := .tools/checkov/bin/checkov
+$(CHECKOV): pyproject.toml
+	$(PYTHON) -m venv .tools/checkov
+	.tools/checkov/bin/pip install -q $$($(PYTHON) -c 'import tomllib; \
+		print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["iac-scan"]))')
+	@touch $@
+
 install: $(BIN)/support-agent .tools/node_modules/.bin/dynalite
 
 demo: install
@@ -27,13 +36,14 @@ demo: install
 test: install
 	$(BIN)/pytest -n 2 --dist loadfile
 
-lint: install
+lint: install $(CHECKOV)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	@for f in $(FUNCTIONS); do $(BIN)/mypy --follow-imports=silent $$f || exit 1; done
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/sam validate --lint --region us-east-1 >/dev/null
+	$(CHECKOV) --file template.yaml --framework cloudformation --skip-download --quiet --compact
 
 format: install
 	$(BIN)/ruff format .
