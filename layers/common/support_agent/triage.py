@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from support_agent import textnorm
 from support_agent.policy import Policy
 
 ESCALATION_CATEGORIES = frozenset(
@@ -24,6 +25,7 @@ ESCALATION_CATEGORIES = frozenset(
         "complaint",
         "legal_or_regulatory",
         "human_request",
+        "prompt_injection",
     }
 )
 AUTO_CATEGORIES = frozenset(
@@ -69,38 +71,85 @@ class TriageResult(BaseModel):
     reason: str
 
 
+# Words the guard's patterns are written with, in the spellings the patterns expect; a misspelling of
+# one of them (within one edit for 5-7 letters, two from 8) is read as the word itself.
+SPELLING_KEYWORDS: tuple[str, ...] = tuple(
+    """
+    refund refunds refunded refunding reimburse reimbursed reimbursement chargeback compensation compensate
+    complaint complaints complain complained complaining claim claims grievance reclamation
+    dispute disputed disputing unauthorised unauthorized authorised authorized authorise authorize
+    fraud fraudulent recognise recognize recognised recognized unrecognised unrecognized recognition
+    withdrawal withdrawals withdrew withdrawn transaction transactions payment payments purchase
+    charged charges twice duplicate duplicated debit debited
+    account delete deleted deactivate terminate close closing cancel cancelling canceling
+    human humans person people agent agents operator operators representative representatives supervisor
+    manager someone somebody anyone anybody
+    lawyer lawyers attorney lawsuit solicitor regulator ombudsman
+    instructions instruction ignore disregard previous override policy policies
+    unacceptable disappointed dissatisfied terrible horrible outrageous ridiculous furious
+    """.split()
+)
+# Real words a misspelling rule would otherwise turn into a keyword.
+SPELLING_KEEP: tuple[str, ...] = tuple(
+    """
+    compliment compliments compliant closet chose cancer managed manages manage separator
+    """.split()
+)
+
+
 @dataclass(frozen=True)
 class _Category:
     name: str
     patterns: tuple[re.Pattern[str], ...]
     unless: tuple[re.Pattern[str], ...]
 
+    def matches(self, text: str) -> list[int]:
+        """Indexes of the patterns that match `text`, none when an `unless` pattern matches it too."""
+        matched = [i for i, p in enumerate(self.patterns) if p.search(text)]
+        if matched and any(p.search(text) for p in self.unless):
+            return []
+        return matched
+
 
 @dataclass
 class Guard:
-    """The policy file's triage categories, compiled."""
+    """The policy file's triage categories, compiled.
+
+    Patterns are matched against two readings of the ticket (see `support_agent.textnorm`): the folded text
+    (lower case, no accents or invisible characters, look-alike letters mapped to Latin) and its canonical
+    form (leetspeak, spaced and split letters and misspelt keywords undone). A category matches when one
+    reading matches one of its patterns and none of its `unless` patterns.
+    """
 
     policy: Policy
     _categories: list[_Category] = field(init=False)
+    _speller: textnorm.Speller = field(init=False)
 
     def __post_init__(self) -> None:
         flags = re.IGNORECASE | re.UNICODE
+
+        def compiled(patterns: list[str]) -> tuple[re.Pattern[str], ...]:
+            return tuple(re.compile(textnorm.fold_pattern(p), flags) for p in patterns)
+
         self._categories = [
-            _Category(
-                name,
-                tuple(re.compile(p, flags) for p in spec.patterns),
-                tuple(re.compile(p, flags) for p in spec.unless),
-            )
+            _Category(name, compiled(spec.patterns), compiled(spec.unless))
             for name, spec in self.policy.document.triage.categories.items()
         ]
+        self._speller = textnorm.speller(SPELLING_KEYWORDS, SPELLING_KEEP)
+
+    def readings(self, text: str) -> list[str]:
+        """The texts the patterns are matched against (one when canonical adds nothing)."""
+        folded = textnorm.fold(text)
+        canonical = textnorm.canonical(folded, self._speller)
+        return [folded] if canonical == folded else [folded, canonical]
 
     def check(self, text: str) -> list[str]:
         """Names of the rules that match, as `category[#pattern]`; empty when the guard lets it pass."""
+        readings = self.readings(text)
         hits: list[str] = []
         for category in self._categories:
-            matched = [i for i, p in enumerate(category.patterns) if p.search(text)]
-            if matched and not any(p.search(text) for p in category.unless):
-                hits.extend(f"{category.name}#{i}" for i in matched)
+            matched = sorted({i for reading in readings for i in category.matches(reading)})
+            hits.extend(f"{category.name}#{i}" for i in matched)
         return hits
 
 
