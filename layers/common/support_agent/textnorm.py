@@ -23,21 +23,22 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 # Letters from other scripts that render like Latin ones (upper and lower case; before case folding).
-_LOOKALIKE_PAIRS = (
-    # Cyrillic
-    "Aa" "Бb" "Вb" "Сc" "Ԁd" "Еe" "Ёe" "Һh" "Нh" "Іi" "Їi" "Јj" "Кk" "Ӏl" "Мm" "Оo" "Рp" "Ԛq" "Ѕs" "Тt"
-    "Хx" "Уy" "Ўy" "Ԝw"
-    "аa" "вb" "сc" "ԁd" "еe" "ёe" "һh" "іi" "їi" "јj" "кk" "ӏl" "мm" "пn" "оo" "рp" "ԛq" "ѕs" "тt" "хx"
-    "уy" "ўy" "ԝw" "ьb" "ѡw"
-    # Greek
-    "Αa" "Βb" "Εe" "Ζz" "Ηh" "Ιi" "Κk" "Μm" "Νn" "Οo" "Ρp" "Τt" "Υy" "Χx"
-    "αa" "βb" "γy" "εe" "ηn" "ιi" "κk" "νv" "οo" "ρp" "τt" "υu" "χx" "ωw" "ϲc" "ϳj"
-    # Latin letters NFKD leaves alone, small capitals, dotless i
-    "ıi" "ȷj" "ŀl" "łl" "ƚl" "ɫl" "øo" "Øo" "đd" "Đd" "ħh" "ŧt" "ƀb" "ɍr" "ʀr" "ᴀa" "ʙb" "ᴄc" "ᴅd" "ᴇe"
-    "ғf" "ɢg" "ʜh" "ɪi" "ᴊj" "ᴋk" "ʟl" "ᴍm" "ɴn" "ᴏo" "ᴘp" "ꜱs" "ꜰf" "ᴛt" "ᴜu" "ᴠv" "ᴡw" "ʏy" "ᴢz" "ɑa" "ɡg"
-)
-_LOOKALIKES = {ord(pair[0]): pair[1] for pair in re.findall(r"..", _LOOKALIKE_PAIRS, re.S)}
-_LOOKALIKES.update({ord("æ"): "ae", ord("Æ"): "ae", ord("œ"): "oe", ord("Œ"): "oe", ord("ß"): "ss"})
+_LOOKALIKES: dict[int, str] = {
+    **str.maketrans(
+        (
+            "\u0410\u0411\u0412\u0421\u0500\u0415\u0401\u04ba\u041d\u0406\u0407\u0408\u041a\u041c\u041e\u0420"
+            "\u051a\u0405\u0422\u0425\u0423\u040e\u051c\u0430\u0432\u0441\u0501\u0435\u0451\u04bb\u0456\u0457"
+            "\u0458\u043a\u04cf\u043c\u043f\u043e\u0440\u051b\u0455\u0442\u0445\u0443\u045e\u051d\u044c\u0461"
+            "\u0493\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u039c\u039d\u039f\u03a1\u03a4\u03a5\u03a7\u03b1"
+            "\u03b2\u03b3\u03b5\u03b7\u03b9\u03ba\u03bd\u03bf\u03c1\u03c4\u03c5\u03c7\u03c9\u1d00\u0299\u1d04"
+            "\u1d05\u1d07\ua730\u0262\u029c\u026a\u1d0a\u1d0b\u029f\u1d0d\u0274\u1d0f\u1d18\u0280\ua731\u1d1b"
+            "\u1d1c\u1d20\u1d21\u028f\u1d22\u04c0\u03f2\u03f3\u0131\u0237\u0140\u0142\u019a\u026b\u00f8\u00d8"
+            "\u0111\u0110\u0127\u0167\u0180\u024d\u0251\u0261"
+        ),
+        "abbcdeehhiijkmopqstxyywabcdeehiijklmnopqstxyywbwfabezhikmnoptyxabyenikvoptuxwabcdefghijklmnoprstuvwyzlcjijllllooddhtbrag",
+    ),
+    **str.maketrans({"æ": "ae", "Æ": "ae", "œ": "oe", "Œ": "oe", "ß": "ss"}),
+}
 
 # Characters used as letters inside a word ("r3fund", "c0mpl@int", "$ue"), and what they stand for.
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g",
@@ -69,12 +70,13 @@ def fold_pattern(pattern: str) -> str:
 
 
 def _deleted(word: str, depth: int) -> set[str]:
-    """`word` with up to `depth` characters removed (the symmetric-deletion neighbourhood)."""
+    """`word` with up to `depth` (at most 2) characters removed: the symmetric-deletion neighbourhood."""
+    n = len(word)
     found = {word}
-    frontier = {word}
-    for _ in range(depth):
-        frontier = {w[:i] + w[i + 1 :] for w in frontier for i in range(len(w))}
-        found |= frontier
+    if depth >= 1:
+        found.update(word[:i] + word[i + 1 :] for i in range(n))
+    if depth >= 2:
+        found.update(word[:i] + word[i + 1 : j] + word[j + 1 :] for i in range(n) for j in range(i + 1, n))
     return found
 
 
@@ -108,16 +110,16 @@ class Speller:
 
     keywords: frozenset[str]
     keep: frozenset[str]
-    _index: dict[str, tuple[str, ...]]
+    _index: dict[str, list[str]]
 
     @classmethod
     def build(cls, keywords: Iterable[str], keep: Iterable[str] = ()) -> Speller:
         words = frozenset(w.casefold() for w in keywords)
-        index: dict[str, set[str]] = {}
+        index: dict[str, list[str]] = {}
         for word in sorted(words):
             for variant in _deleted(word, allowed_edits(word)):
-                index.setdefault(variant, set()).add(word)
-        return cls(words, frozenset(keep) - words, {k: tuple(sorted(v)) for k, v in index.items()})
+                index.setdefault(variant, []).append(word)
+        return cls(words, frozenset(keep) - words, index)
 
     def correct(self, word: str) -> str:
         """The keyword `word` is a misspelling of, or `word` itself."""

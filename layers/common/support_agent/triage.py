@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -71,9 +71,13 @@ class TriageResult(BaseModel):
     reason: str
 
 
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
 # Words the guard's patterns are written with, in the spellings the patterns expect; a misspelling of
 # one of them (within one edit for 5-7 letters, two from 8) is read as the word itself.
-SPELLING_KEYWORDS: tuple[str, ...] = tuple(
+SPELLING_KEYWORDS: tuple[str, ...] = _words(
     """
     refund refunds refunded refunding reimburse reimbursed reimbursement chargeback compensation compensate
     complaint complaints complain complained complaining claim claims grievance reclamation
@@ -88,11 +92,11 @@ SPELLING_KEYWORDS: tuple[str, ...] = tuple(
     instructions instruction ignore disregard previous override policy policies
     unacceptable disappointed dissatisfied terrible horrible outrageous ridiculous furious
     unknown unfamiliar suspicious strange unusual mistake
-    """.split()
+    """
 )
 # Real words that a keyword's misspelling rule would reach (found with a standard English word list):
 # they stay as written ("activate" is not "deactivate", "curious" is not "furious").
-SPELLING_KEEP: tuple[str, ...] = tuple(
+SPELLING_KEEP: tuple[str, ...] = _words(
     """
     acceptable acclamation accounts activate aerators antone attorneys auspicious authored authoring
     authority authorizes cackling cancels cancer candling cankering canoeing cantering catcalling
@@ -125,7 +129,7 @@ SPELLING_KEEP: tuple[str, ...] = tuple(
     terminated terminates terminator terribly transacting transition transitions translation
     translations trice twine unacceptably uncomplaining undisputed unknowns unrepresentative withdraw
     withdrawing withdraws withered
-    """.split()
+    """
 )
 
 
@@ -143,6 +147,16 @@ class _Category:
         return matched
 
 
+@lru_cache(maxsize=8)
+def _compiled(spec: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]) -> tuple[_Category, ...]:
+    """The categories compiled once per process (compiling the patterns costs most of a cold start)."""
+
+    def compiled(patterns: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+        return tuple(re.compile(textnorm.fold_pattern(p)) for p in patterns)
+
+    return tuple(_Category(name, compiled(patterns), compiled(unless)) for name, patterns, unless in spec)
+
+
 @dataclass
 class Guard:
     """The policy file's triage categories, compiled.
@@ -158,15 +172,11 @@ class Guard:
     _speller: textnorm.Speller = field(init=False)
 
     def __post_init__(self) -> None:
-        flags = re.IGNORECASE | re.UNICODE
-
-        def compiled(patterns: list[str]) -> tuple[re.Pattern[str], ...]:
-            return tuple(re.compile(textnorm.fold_pattern(p), flags) for p in patterns)
-
-        self._categories = [
-            _Category(name, compiled(spec.patterns), compiled(spec.unless))
-            for name, spec in self.policy.document.triage.categories.items()
-        ]
+        spec = tuple(
+            (name, tuple(category.patterns), tuple(category.unless))
+            for name, category in self.policy.document.triage.categories.items()
+        )
+        self._categories = list(_compiled(spec))
         self._speller = textnorm.speller(SPELLING_KEYWORDS, SPELLING_KEEP)
 
     def readings(self, text: str) -> list[str]:
