@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 # Letters from other scripts that render like Latin ones (upper and lower case; before case folding).
-_LOOKALIKES: dict[int, str] = {
+_LOOKALIKES: dict[int, int | str | None] = {
     **str.maketrans(
         (
             "\u0410\u0411\u0412\u0421\u0500\u0415\u0401\u04ba\u041d\u0406\u0407\u0408\u041a\u041c\u041e\u0420"
@@ -37,7 +37,7 @@ _LOOKALIKES: dict[int, str] = {
         ),
         "abbcdeehhiijkmopqstxyywabcdeehiijklmnopqstxyywbwfabezhikmnoptyxabyenikvoptuxwabcdefghijklmnoprstuvwyzlcjijllllooddhtbrag",
     ),
-    **str.maketrans({"æ": "ae", "Æ": "ae", "œ": "oe", "Œ": "oe", "ß": "ss"}),
+    **{ord(ch): latin for ch, latin in (("æ", "ae"), ("Æ", "ae"), ("œ", "oe"), ("Œ", "oe"), ("ß", "ss"))},
 }
 
 # Characters used as letters inside a word ("r3fund", "c0mpl@int", "$ue"), and what they stand for.
