@@ -145,6 +145,14 @@ def test_lookalike_questions_stay_auto(triage, text):
     assert triage.decide(text).route == "auto"
 
 
+@pytest.mark.skipif(not Path("/usr/share/dict/words").exists(), reason="no English word list installed")
+def test_spelling_keep_list_holds_every_real_word_the_speller_would_change():
+    words = {w.strip() for w in Path("/usr/share/dict/words").read_text(errors="ignore").splitlines()}
+    plain = textnorm.Speller.build(SPELLING_KEYWORDS)
+    changed = {w for w in words if w.isascii() and w.isalpha() and w.islower() and plain.correct(w) != w}
+    assert changed <= set(SPELLING_KEEP), sorted(changed - set(SPELLING_KEEP))
+
+
 def test_fold_and_canonical_readings():
     speller = textnorm.speller(SPELLING_KEYWORDS, SPELLING_KEEP)
     assert textnorm.fold("Ｒ\u0435\u200bFÜND") == "refund"

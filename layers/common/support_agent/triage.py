@@ -87,48 +87,53 @@ SPELLING_KEYWORDS: tuple[str, ...] = _words(
     charged charges twice duplicate duplicated debit debited
     account delete deleted deactivate terminate close closing cancel cancelling canceling
     human humans person people agent agents operator operators representative representatives supervisor
-    manager someone somebody anyone anybody
+    manager someone somebody anyone anybody speak speaking
     lawyer lawyers attorney lawsuit solicitor regulator ombudsman
     instructions instruction ignore disregard previous override policy policies
     unacceptable disappointed dissatisfied terrible horrible outrageous ridiculous furious
     unknown unfamiliar suspicious strange unusual mistake
     """
 )
-# Real words that a keyword's misspelling rule would reach (found with a standard English word list):
-# they stay as written ("activate" is not "deactivate", "curious" is not "furious").
+# Real words that a keyword's misspelling rule would reach: they stay as written ("activate" is not
+# "deactivate", "curious" is not "furious"). After changing SPELLING_KEYWORDS, list here the words of a
+# standard English word list (/usr/share/dict/words) that `Speller.build(SPELLING_KEYWORDS).correct`
+# changes; tests/unit/test_triage.py checks this list against that file where it is installed.
 SPELLING_KEEP: tuple[str, ...] = _words(
     """
     acceptable acclamation accounts activate aerators antone attorneys auspicious authored authoring
-    authority authorizes cackling cancels cancer candling cankering canoeing cantering catcalling
-    champlain chancel changed changeling changes channeling channelling chaplain charge charger chargers
-    charles charmed charred charted chose clair clams clone cloning closed closer closes closet clove
-    cloying cognition commendation commentate compensated compensates compensating compensations
-    complacent complainant complainants complainer complainers complains complaisant compliant complied
-    complying concealing conceding condensation construction constructions courageous curious
-    deactivated deactivates debated debits debut debuted declamation declamations declaration defended
-    defending deletes delicate deplete depleted deputing destruction determinate diluting disappoint
-    disappoints disgusted disgusting disported disporting disposed disposing disputant disputes
-    disregarded disregards disrupted disrupting dissatisfies disusing duplicates duplicator duplicity
-    emulator estrange exclamation explicate explicated exterminate familiar forcible frauds fraudulence
-    fraudulently freud garments gents germinate germinated germinates grievances haman homebody horribly
-    horridly humane ignored ignores implicate implicated imputing instructing instructional instructive
-    instructor instructors iterator iterators lawsuits layer layers losing manage managed managers
-    manages manger mistaken mistakes moderator moderators obstruction obstructions ombudsmen operated
-    operates operatic operation operations outrageously outrages overbite overdrive overprice overrate
-    overridden overrides overripe overrode overrule oversize overtime overwrite paneling panelling
-    parceling parcelling parson patients pavements pearson peopled peoples peron persona persons
-    pigments police polices policing polishes politics polities polity precious precognition previews
-    previously proclamation purchased purchaser purchasers purchases reactivate reactivated reactivates
-    rebinding rebounded rebounding recognizer recognizes recondition redounded redounding refining
-    refueled refueling refusing refuting regulate regulated regulates regulation regulators regulatory
-    reimbursements reimburses relaxation remanded remanding reminded reminding repayments replicate
-    replicated representation representations rerunning resounded resounding rewinding ridicules
-    ridiculously rounding sawyer sawyers solicited solicitors solicitous solicits someones stranger
-    strangle superior supervise supervised supervises supervision supervisors supervisory supplicate
-    supplicated surcease suspicion suspicions suspiciously tanager terminable terminal terminals
-    terminated terminates terminator terribly transacting transition transitions translation
-    translations trice twine unacceptably uncomplaining undisputed unknowns unrepresentative withdraw
-    withdrawing withdraws withered
+    authority authorizes bespeaking breaking cackling cancels cancer candling cankering canoeing
+    cantering catcalling champlain chancel changed changeling changes channeling channelling chaplain
+    charge charger chargers charles charmed charred charted chose clair clams clone cloning closed
+    closer closes closet clove cloying cognition commendation commentate compensated compensates
+    compensating compensations complacent complainant complainants complainer complainers complains
+    complaisant compliant complied complying concealing conceding condensation construction
+    constructions courageous creaking curious deactivated deactivates debated debits debut debuted
+    declamation declamations declaration defended defending deletes delicate deplete depleted deputing
+    destruction determinate diluting disappoint disappoints disgusted disgusting disported disporting
+    disposed disposing disputant disputes disregarded disregards disrupted disrupting dissatisfies
+    disusing duplicates duplicator duplicity emulator estrange exclamation explicate explicated
+    exterminate familiar forcible frauds fraudulence fraudulently freaking freud garments gents
+    germinate germinated germinates grievances haman homebody horribly horridly humane ignored ignores
+    implicate implicated imputing instructing instructional instructive instructor instructors iterator
+    iterators lawsuits layer layers losing manage managed managers manages manger mistaken mistakes
+    moderator moderators obstruction obstructions ombudsmen operated operates operatic operation
+    operations outrageously outrages overbite overdrive overprice overrate overridden overrides overripe
+    overrode overrule oversize overtime overwrite paneling panelling parceling parcelling parson
+    patients pavements peaking pearson peopled peoples peron persona persons pigments police polices
+    policing polishes politics polities polity precious precognition previews previously proclamation
+    purchased purchaser purchasers purchases reactivate reactivated reactivates rebinding rebounded
+    rebounding recognizer recognizes recondition redounded redounding refining refueled refueling
+    refusing refuting regulate regulated regulates regulation regulators regulatory reimbursements
+    reimburses relaxation remanded remanding reminded reminding repayments replicate replicated
+    representation representations rerunning resounded resounding rewinding ridicules ridiculously
+    rounding sawyer sawyers shearing sleeking smearing sneak sneaking solicited solicitors solicitous
+    solicits someones spanking sparking speaks spear spearing speccing speck specking speckling speeding
+    spelling spending splaying spooking spraying spreading squeaking steak stealing steaming stranger
+    strangle streaking superior supervise supervised supervises supervision supervisors supervisory
+    supplicate supplicated surcease suspicion suspicions suspiciously swearing sweating tanager
+    terminable terminal terminals terminated terminates terminator terribly transacting transition
+    transitions translation translations trice tweaking twine unacceptably uncomplaining undisputed
+    unknowns unrepresentative withdraw withdrawing withdraws withered wreaking
     """
 )
 
