@@ -96,8 +96,9 @@ SPELLING_KEYWORDS: tuple[str, ...] = _words(
 )
 # Real words that a keyword's misspelling rule would reach: they stay as written ("activate" is not
 # "deactivate", "curious" is not "furious"). After changing SPELLING_KEYWORDS, list here the words of a
-# standard English word list (/usr/share/dict/words) that `Speller.build(SPELLING_KEYWORDS).correct`
-# changes; tests/unit/test_triage.py checks this list against that file where it is installed.
+# English word list (Debian's wamerican, /usr/share/dict/american-english) that
+# `Speller.build(SPELLING_KEYWORDS).correct` changes; tests/unit/test_triage.py checks the list against
+# that file where it is installed.
 SPELLING_KEEP: tuple[str, ...] = _words(
     """
     acceptable acclamation accounts activate aerators antone attorneys auspicious authored authoring
