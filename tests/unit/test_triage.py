@@ -81,6 +81,9 @@ def test_labelled_set_targets(triage, name):
         ("ref und my order", "refund_request"),
         ("I want a r€fund", "refund_request"),
         ("Please reimbur$e me", "refund_request"),
+        ("r-3-f-u-n-d", "refund_request"),
+        ("reeefund pls", "refund_request"),
+        ("r\u0332e\u0332f\u0332u\u0332n\u0332d\u0332 please", "refund_request"),
         # Look-alike characters: Cyrillic е and а, full-width, small capitals, mathematical bold.
         ("I need a r\u0435fund", "refund_request"),
         ("R\u0415FUND \u0430ll of it", "refund_request"),
@@ -139,6 +142,8 @@ def test_hostile_and_reworded_tickets_escalate(triage, text, category):
         "What payment methods do you accept?",
         "How do I reset my p4ssword?",
         "Can I speak to customer service about my plan?",
+        "Do you offer cash back on purchases?",
+        "How do I set up a direct debit?",
     ],
 )
 def test_lookalike_questions_stay_auto(triage, text):

@@ -49,8 +49,13 @@ _LEET_WORD = re.compile(
 )
 # Punctuation inside a word: "re-fund", "r.e.f.u.n.d", "comp_laint" (not spaces: those are handled below).
 _INNER_PUNCT = re.compile(r"(?<=[a-z])[^\w\s]{1,3}(?=[a-z])|(?<=[a-z])_+(?=[a-z])")
-# Three or more single letters in a row, separated by spaces or punctuation: "r e f u n d".
-_SPACED = re.compile(r"(?<![a-z])[a-z](?:[^a-z0-9]{1,3}[a-z](?![a-z])){2,}")
+# Three or more single letters (or characters standing for letters) in a row, separated by spaces or
+# punctuation, at least two of them letters: "r e f u n d", "r-3-f-u-n-d".
+_SPACED = re.compile(
+    r"(?<![\w@$€])(?=(?:[^a-z]*[a-z]){2})[a-z0-9@$€](?:[^\w@$€]{1,3}[a-z0-9@$€](?![\w@$€])){2,}"
+)
+# A letter written three times or more: "reeefund", "heeelp".
+_REPEATED = re.compile(r"([a-z])\1{2,}")
 _TOKEN = re.compile(r"[a-z]+|[^a-z]+")
 
 
@@ -149,9 +154,10 @@ def _unleet(match: re.Match[str]) -> str:
 
 def canonical(folded: str, speller: Speller) -> str:
     """The folded text with leetspeak, spaced letters, split words and misspelt keywords undone."""
-    text = _LEET_WORD.sub(_unleet, folded)
+    text = _SPACED.sub(lambda m: re.sub(r"[^a-z0-9@$€]", "", m.group(0)), folded)
+    text = _LEET_WORD.sub(_unleet, text)
     text = _INNER_PUNCT.sub("", text)
-    text = _SPACED.sub(lambda m: re.sub(r"[^a-z]", "", m.group(0)), text)
+    text = _REPEATED.sub(r"\1", text)
     tokens = _TOKEN.findall(text)
     out: list[str] = []
     i = 0
