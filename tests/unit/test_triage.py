@@ -82,6 +82,7 @@ def test_labelled_set_targets(triage, name):
         ("I want a r€fund", "refund_request"),
         ("Please reimbur$e me", "refund_request"),
         ("r-3-f-u-n-d", "refund_request"),
+        ("Ich möchte eine Rückerstattung, wie ist Ihre Richtlinie?", "refund_request"),
         ("reeefund pls", "refund_request"),
         ("r\u0332e\u0332f\u0332u\u0332n\u0332d\u0332 please", "refund_request"),
         # Look-alike characters: Cyrillic е and а, full-width, small capitals, mathematical bold.
@@ -143,6 +144,8 @@ def test_hostile_and_reworded_tickets_escalate(triage, text, category):
         "How do I reset my p4ssword?",
         "Can I speak to customer service about my plan?",
         "Do you offer cash back on purchases?",
+        "¿Cuál es su política de reembolso?",
+        "Où en est mon remboursement ? Je voudrais connaître le statut",
         "How do I set up a direct debit?",
     ],
 )
