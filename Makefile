@@ -53,6 +53,7 @@ bench: install
 	$(BIN)/python bench/agent_step.py
 	$(BIN)/python bench/slack_endpoint.py
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/triage_crossdomain.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam

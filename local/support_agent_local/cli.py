@@ -93,9 +93,14 @@ def _triage(args: argparse.Namespace) -> int:
             print(f"error: {args.file} has no column {args.text_column!r}", file=sys.stderr)
             return 2
         counts = {"auto": 0, "escalate": 0}
+        # With a `route` column (auto / escalate; other values are not counted): rows per (expected, got).
+        scored: dict[tuple[str, str], int] = {}
         for row in reader:
             result = triage.decide(row[args.text_column])
             counts[result.route] += 1
+            if row.get("route") in counts:
+                key = (row["route"], result.route)
+                scored[key] = scored.get(key, 0) + 1
             out = {
                 "route": result.route,
                 "category": result.category,
@@ -109,6 +114,11 @@ def _triage(args: argparse.Namespace) -> int:
                 else f"{result.route:<9} {result.category:<20} {row[args.text_column]}"
             )
     print(f"{counts['auto']} auto, {counts['escalate']} escalate", file=sys.stderr)
+    for expected, label in (("escalate", "escalation recall"), ("auto", "auto rate")):
+        total = scored.get((expected, "auto"), 0) + scored.get((expected, "escalate"), 0)
+        if total:
+            hit = scored.get((expected, expected), 0)
+            print(f"{args.file}: {label} {hit / total:.4f} ({hit}/{total})", file=sys.stderr)
     return 0
 
 

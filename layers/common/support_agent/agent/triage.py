@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from support_agent.agent import textnorm
 from support_agent.rules.policy import Policy
 
 ESCALATION_CATEGORIES = frozenset(
@@ -24,6 +25,7 @@ ESCALATION_CATEGORIES = frozenset(
         "complaint",
         "legal_or_regulatory",
         "human_request",
+        "prompt_injection",
     }
 )
 AUTO_CATEGORIES = frozenset(
@@ -69,38 +71,133 @@ class TriageResult(BaseModel):
     reason: str
 
 
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+# Words the guard's patterns are written with, in the spellings the patterns expect; a misspelling of
+# one of them (within one edit for 5-7 letters, two from 8) is read as the word itself.
+SPELLING_KEYWORDS: tuple[str, ...] = _words(
+    """
+    refund refunds refunded refunding reimburse reimbursed reimbursement chargeback compensation compensate
+    complaint complaints complain complained complaining claim claims grievance reclamation
+    dispute disputed disputing unauthorised unauthorized authorised authorized authorise authorize
+    fraud fraudulent recognise recognize recognised recognized unrecognised unrecognized recognition
+    withdrawal withdrawals withdrew withdrawn transaction transactions payment payments purchase
+    charged charges twice duplicate duplicated debit debited
+    account delete deleted deactivate terminate close closing cancel cancelling canceling
+    human humans person people agent agents operator operators representative representatives supervisor
+    manager someone somebody anyone anybody speak speaking
+    lawyer lawyers attorney lawsuit solicitor regulator ombudsman
+    instructions instruction ignore disregard previous override policy policies
+    unacceptable disappointed dissatisfied terrible horrible outrageous ridiculous furious
+    unknown unfamiliar suspicious strange unusual mistake
+    """
+)
+# Real words that a keyword's misspelling rule would reach: they stay as written ("activate" is not
+# "deactivate", "curious" is not "furious"). After changing SPELLING_KEYWORDS, list here the words of a
+# English word list (Debian's wamerican, /usr/share/dict/american-english) that
+# `Speller.build(SPELLING_KEYWORDS).correct` changes; tests/unit/test_triage.py checks the list against
+# that file where it is installed.
+SPELLING_KEEP: tuple[str, ...] = _words(
+    """
+    acceptable acclamation accounts activate aerators antone attorneys auspicious authored authoring
+    authority authorizes bespeaking breaking cackling cancels cancer candling cankering canoeing
+    cantering catcalling champlain chancel changed changeling changes channeling channelling chaplain
+    charge charger chargers charles charmed charred charted chose clair clams clone cloning closed
+    closer closes closet clove cloying cognition commendation commentate compensated compensates
+    compensating compensations complacent complainant complainants complainer complainers complains
+    complaisant compliant complied complying concealing conceding condensation construction
+    constructions courageous creaking curious deactivated deactivates debated debits debut debuted
+    declamation declamations declaration defended defending deletes delicate deplete depleted deputing
+    destruction determinate diluting disappoint disappoints disgusted disgusting disported disporting
+    disposed disposing disputant disputes disregarded disregards disrupted disrupting dissatisfies
+    disusing duplicates duplicator duplicity emulator estrange exclamation explicate explicated
+    exterminate familiar forcible frauds fraudulence fraudulently freaking freud garments gents
+    germinate germinated germinates grievances haman homebody horribly horridly humane ignored ignores
+    implicate implicated imputing instructing instructional instructive instructor instructors iterator
+    iterators lawsuits layer layers losing manage managed managers manages manger mistaken mistakes
+    moderator moderators obstruction obstructions ombudsmen operated operates operatic operation
+    operations outrageously outrages overbite overdrive overprice overrate overridden overrides overripe
+    overrode overrule oversize overtime overwrite paneling panelling parceling parcelling parson
+    patients pavements peaking pearson peopled peoples peron persona persons pigments police polices
+    policing polishes politics polities polity precious precognition previews previously proclamation
+    purchased purchaser purchasers purchases reactivate reactivated reactivates rebinding rebounded
+    rebounding recognizer recognizes recondition redounded redounding refining refueled refueling
+    refusing refuting regulate regulated regulates regulation regulators regulatory reimbursements
+    reimburses relaxation remanded remanding reminded reminding repayments replicate replicated
+    representation representations rerunning resounded resounding rewinding ridicules ridiculously
+    rounding sawyer sawyers shearing sleeking smearing sneak sneaking solicited solicitors solicitous
+    solicits someones spanking sparking speaks spear spearing speccing speck specking speckling speeding
+    spelling spending splaying spooking spraying spreading squeaking steak stealing steaming stranger
+    strangle streaking superior supervise supervised supervises supervision supervisors supervisory
+    supplicate supplicated surcease suspicion suspicions suspiciously swearing sweating tanager
+    terminable terminal terminals terminated terminates terminator terribly transacting transition
+    transitions translation translations trice tweaking twine unacceptably uncomplaining undisputed
+    unknowns unrepresentative withdraw withdrawing withdraws withered wreaking
+    """
+)
+
+
 @dataclass(frozen=True)
 class _Category:
     name: str
     patterns: tuple[re.Pattern[str], ...]
     unless: tuple[re.Pattern[str], ...]
 
+    def matches(self, text: str) -> list[int]:
+        """Indexes of the patterns that match `text`, none when an `unless` pattern matches it too."""
+        matched = [i for i, p in enumerate(self.patterns) if p.search(text)]
+        if matched and any(p.search(text) for p in self.unless):
+            return []
+        return matched
+
+
+@lru_cache(maxsize=8)
+def _compiled(spec: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]) -> tuple[_Category, ...]:
+    """The categories compiled once per process (compiling the patterns costs most of a cold start)."""
+
+    def compiled(patterns: tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+        return tuple(re.compile(textnorm.fold_pattern(p)) for p in patterns)
+
+    return tuple(_Category(name, compiled(patterns), compiled(unless)) for name, patterns, unless in spec)
+
 
 @dataclass
 class Guard:
-    """The policy file's triage categories, compiled."""
+    """The policy file's triage categories, compiled.
+
+    Patterns are matched against two readings of the ticket (see `support_agent.agent.textnorm`): the folded text
+    (lower case, no accents or invisible characters, look-alike letters mapped to Latin) and its canonical
+    form (leetspeak, spaced and split letters and misspelt keywords undone). A category matches when one
+    reading matches one of its patterns and none of its `unless` patterns.
+    """
 
     policy: Policy
     _categories: list[_Category] = field(init=False)
+    _speller: textnorm.Speller = field(init=False)
 
     def __post_init__(self) -> None:
-        flags = re.IGNORECASE | re.UNICODE
-        self._categories = [
-            _Category(
-                name,
-                tuple(re.compile(p, flags) for p in spec.patterns),
-                tuple(re.compile(p, flags) for p in spec.unless),
-            )
-            for name, spec in self.policy.document.triage.categories.items()
-        ]
+        spec = tuple(
+            (name, tuple(category.patterns), tuple(category.unless))
+            for name, category in self.policy.document.triage.categories.items()
+        )
+        self._categories = list(_compiled(spec))
+        self._speller = textnorm.speller(SPELLING_KEYWORDS, SPELLING_KEEP)
+
+    def readings(self, text: str) -> list[str]:
+        """The texts the patterns are matched against (one when canonical adds nothing)."""
+        folded = textnorm.fold(text)
+        canonical = textnorm.canonical(folded, self._speller)
+        return [folded] if canonical == folded else [folded, canonical]
 
     def check(self, text: str) -> list[str]:
         """Names of the rules that match, as `category[#pattern]`; empty when the guard lets it pass."""
+        readings = self.readings(text)
         hits: list[str] = []
         for category in self._categories:
-            matched = [i for i, p in enumerate(category.patterns) if p.search(text)]
-            if matched and not any(p.search(text) for p in category.unless):
-                hits.extend(f"{category.name}#{i}" for i in matched)
+            matched = sorted({i for reading in readings for i in category.matches(reading)})
+            hits.extend(f"{category.name}#{i}" for i in matched)
         return hits
 
 
