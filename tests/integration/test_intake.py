@@ -5,6 +5,7 @@ import json
 import boto3
 import pytest
 from support_agent.rules.audit import verify
+from support_agent.rules.sessions import session_id_for
 from support_agent_local import events
 from support_agent_local.emulator import LOCAL_SECRETS
 from support_agent_local.functions import invoke
@@ -130,3 +131,27 @@ def test_queued_duplicate_is_requeued_so_nothing_is_lost(intake_env):
     assert queue_messages(intake_env.queue_url("AgentQueue")) == [
         {"type": "start", "session_id": first["session_id"]}
     ]
+
+
+def test_zendesk_event_subscription_no_email_and_long_description_are_kept(intake_env):
+    event = body(run_sample(intake_env, "intake_webhook_zendesk_event.json"))
+    assert event["session_id"] == session_id_for("zendesk", "ticket.created:4830")
+    voice = intake_env.sessions().get(
+        body(run_sample(intake_env, "intake_webhook_zendesk_no_email.json"))["session_id"]
+    )
+    assert (voice.ticket.requester.email, voice.ticket.requester.id) == (None, "377002")
+    long = intake_env.sessions().get(
+        body(run_sample(intake_env, "intake_webhook_zendesk_long.json"))["session_id"]
+    )
+    sent = json.loads(events.sample("intake_webhook_zendesk_long.json").raw()["body"])["ticket"][
+        "description"
+    ]
+    assert long.ticket.body == sent.strip() and len(long.ticket.body) > 20_000  # whole (outer spaces trimmed)
+    assert len(queue_messages(intake_env.queue_url("AgentQueue"))) == 3
+
+
+def test_other_zendesk_events_start_nothing(intake_env):
+    answer = run_sample(intake_env, "intake_webhook_zendesk_update_ignored.json")
+    assert answer["statusCode"] == 200 and body(answer)["status"] == "ignored"
+    assert scan(intake_env.ref("SessionsTable")) == []
+    assert queue_messages(intake_env.queue_url("AgentQueue")) == []

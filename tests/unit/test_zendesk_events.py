@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from support_agent.zendesk_events import (
+from support_agent.intake.zendesk_events import (
     MODEL_TEXT_LIMIT,
     EventPayloadError,
     IgnoredEvent,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from support_agent import clock
 
@@ -20,8 +20,17 @@ EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 
 class Requester(Strict):
-    email: str = Field(max_length=254, pattern=EMAIL_PATTERN)
+    """Who wrote the ticket: an e-mail, or only the helpdesk's user id (messaging, phone and social channels)."""
+
+    email: str | None = Field(default=None, max_length=254, pattern=EMAIL_PATTERN)
     name: str | None = Field(default=None, max_length=200)
+    id: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+
+    @model_validator(mode="after")
+    def _identified(self) -> Requester:
+        if not self.email and not self.id:
+            raise ValueError("a requester needs an email or a helpdesk user id")
+        return self
 
 
 class Ticket(Strict):
@@ -30,7 +39,8 @@ class Ticket(Strict):
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     source: str
     subject: str = Field(max_length=500)
-    body: str = Field(min_length=1, max_length=20000)
+    # The whole text, however long the helpdesk allows; the model sees at most text.MODEL_TEXT_LIMIT of it.
+    body: str = Field(min_length=1, max_length=200_000)
     requester: Requester
     customer_id: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     queue: str = Field(default="tier-1", pattern=r"^[A-Za-z0-9_-]+$")

@@ -81,7 +81,7 @@ class EmbeddedTickets(_Table):
             {
                 "subject": ticket.subject,
                 "status": "new",
-                "requester": ticket.requester.email,
+                "requester": ticket.requester.email or ticket.requester.id,
                 "assignee": None,
             },
             only_new=True,

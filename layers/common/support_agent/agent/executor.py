@@ -113,7 +113,8 @@ class ToolExecutor:
         if customer is None:
             return False
         self.ctx.customers[customer.id] = customer
-        return customer.email.strip().lower() == self.ctx.ticket.requester.email.strip().lower()
+        requester = self.ctx.ticket.requester.email
+        return requester is not None and customer.email.strip().lower() == requester.strip().lower()
 
     def _record(
         self, tool: Tool, resource: str, decision: str, outcome: str, details: dict[str, Any] | None = None

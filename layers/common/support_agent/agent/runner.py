@@ -21,6 +21,7 @@ from support_agent.rules.approvals import ApprovalStore
 from support_agent.rules.audit import AuditLog, Journal
 from support_agent.rules.policy import Policy
 from support_agent.rules.sessions import SessionStore, TransitionRefused
+from support_agent.text import shorten_for_model
 
 
 @dataclass
@@ -129,8 +130,10 @@ class AgentRunner:
         run.ctx.observed["history"] = run.executor.execute("get_ticket_history", {}).content
         if ticket.customer_id:
             found = run.executor.execute("get_customer", {"customer_id": ticket.customer_id})
-        else:
+        elif ticket.requester.email:
             found = run.executor.execute("find_customer_by_email", {"email": ticket.requester.email})
+        else:  # a requester known only by helpdesk id: no customer record, so no account tool can pass
+            return
         if isinstance(found.content, Customer):
             run.ctx.observed["customer"] = found.content
 
@@ -142,7 +145,7 @@ class AgentRunner:
             "ticket": {
                 "id": ticket.id,
                 "subject": ticket.subject,
-                "body": ticket.body,
+                "body": shorten_for_model(ticket.body),
                 "requester": ticket.requester.model_dump(),
                 "created_at": ticket.created_at,
             },

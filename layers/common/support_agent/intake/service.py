@@ -13,7 +13,7 @@ from typing import Any
 
 from support_agent import clock
 from support_agent.intake.signatures import SignatureError
-from support_agent.intake.webhooks import SOURCES, PayloadError
+from support_agent.intake.webhooks import SOURCES, Ignored, PayloadError
 from support_agent.messaging import Queue
 from support_agent.models import AgentMessage, SessionState
 from support_agent.rules.audit import AuditLog, draft
@@ -62,6 +62,9 @@ class IntakeService:
             delivery = source.parse(body)
         except PayloadError as exc:
             return self._reject(400, str(exc), source_name)
+        if isinstance(delivery, Ignored):
+            # Our own updates and other events must never start a session (no loops); nothing is stored.
+            return IntakeResult(200, {"status": "ignored", "reason": delivery.reason}, ["DeliveriesIgnored"])
         ticket = delivery.ticket
         session_id = session_id_for(source_name, delivery.event_id)
         resource = f"queue/{ticket.queue}"

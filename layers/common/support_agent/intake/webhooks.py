@@ -11,10 +11,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from support_agent.intake import signatures
-from support_agent.models import Requester, Ticket
+from support_agent.intake.zendesk_events import EventPayloadError, IgnoredEvent, parse_zendesk_payload
+from support_agent.models import EMAIL_PATTERN, Ticket
 
 
 class PayloadError(ValueError):
@@ -24,13 +25,22 @@ class PayloadError(ValueError):
 # --- generic: our own documented schema --------------------------------------------------------------
 
 
+class GenericRequester(BaseModel):
+    """Our schema identifies a requester by e-mail (the helpdesk's verified address)."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    email: str = Field(max_length=254, pattern=EMAIL_PATTERN)
+    name: str | None = Field(default=None, max_length=200)
+
+
 class GenericTicket(BaseModel):
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
     id: str
     subject: str = ""
     body: str
-    requester: Requester
+    requester: GenericRequester
     customer_id: str | None = None
     queue: str = "tier-1"
     tags: list[str] = Field(default_factory=list)
@@ -48,51 +58,17 @@ class GenericWebhook(BaseModel):
     ticket: GenericTicket
 
 
-# --- zendesk: the JSON body of a "ticket is created" trigger (see README) -----------------------------
-
-
-class ZendeskRequester(BaseModel):
-    model_config = ConfigDict(extra="ignore", defer_build=True)
-
-    email: str
-    name: str | None = None
-    external_id: str | None = None
-
-
-class ZendeskTicket(BaseModel):
-    # Zendesk renders placeholders as strings and admins add fields of their own: ignore extras.
-    model_config = ConfigDict(extra="ignore", defer_build=True)
-
-    id: str
-    subject: str = ""
-    description: str
-    requester: ZendeskRequester
-    url: str | None = None
-    tags: list[str] = Field(default_factory=list)
-    group: str | None = None
-    created_at: str | None = None
-
-    @field_validator("id", mode="before")
-    @classmethod
-    def _id_text(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) else value
-
-    @field_validator("tags", mode="before")
-    @classmethod
-    def _tags(cls, value: Any) -> Any:
-        return value.split() if isinstance(value, str) else value
-
-
-class ZendeskWebhook(BaseModel):
-    model_config = ConfigDict(extra="ignore", defer_build=True)
-
-    ticket: ZendeskTicket
-
-
 @dataclass(frozen=True)
 class Delivery:
     ticket: Ticket
     event_id: str
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A well-formed delivery that must not start a session (another event, or a ticket we already handled)."""
+
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -103,7 +79,7 @@ class WebhookSource:
     signature_header: str
     timestamp_header: str
     sign: Callable[[str, str, bytes], str]
-    parse: Callable[[bytes], Delivery]
+    parse: Callable[[bytes], Delivery | Ignored]
 
     def verify(
         self, headers: Mapping[str, str], body: bytes, secret: str, now: float, tolerance: int
@@ -151,7 +127,7 @@ def parse_generic(body: bytes) -> Delivery:
         id=t.id,
         subject=t.subject,
         body=t.body,
-        requester=t.requester,
+        requester=t.requester.model_dump(),
         customer_id=t.customer_id,
         queue=t.queue,
         tags=t.tags,
@@ -161,25 +137,30 @@ def parse_generic(body: bytes) -> Delivery:
     return Delivery(ticket, hook.event_id)
 
 
-def parse_zendesk(body: bytes) -> Delivery:
+def parse_zendesk(body: bytes) -> Delivery | Ignored:
+    """A trigger body or an event-subscription payload (see intake.zendesk_events)."""
     try:
-        hook = ZendeskWebhook.model_validate(_load_json(body))
-    except ValidationError as exc:
-        raise _field_error(exc) from None
-    t = hook.ticket
+        found = parse_zendesk_payload(body)
+    except EventPayloadError as exc:
+        raise PayloadError(str(exc)) from None
+    if isinstance(found, IgnoredEvent):
+        return Ignored(f"{found.event_type}: {found.reason}")
+    if found.handled_by_us:
+        return Ignored("the ticket already carries the agent's tags")
+    requester = {"email": found.lookup_email, "name": found.requester_name, "id": found.requester_id}
     ticket = _ticket(
         "zendesk",
-        id=t.id,
-        subject=t.subject,
-        body=t.description,
-        requester={"email": t.requester.email, "name": t.requester.name},
-        customer_id=t.requester.external_id or None,
-        tags=t.tags,
-        url=t.url,
-        created_at=t.created_at,
+        id=found.ticket_id,
+        subject=found.subject,
+        body=found.description,
+        requester=requester,
+        customer_id=found.customer_id,
+        tags=found.tags,
+        url=found.url,
+        created_at=found.created_at,
     )
-    # A "ticket created" trigger fires once per ticket: a second delivery for the same id is a retry.
-    return Delivery(ticket, f"ticket.created:{t.id}")
+    # One ticket is created once: a second delivery for the same id (trigger or event) is a retry.
+    return Delivery(ticket, found.event_id)
 
 
 SOURCES: dict[str, WebhookSource] = {

@@ -12,8 +12,8 @@ Two shapes reach the Zendesk webhook:
   `requester.id` identifies them, and `external_id` is whatever the company put there (often an e-mail).
 
 Both become a `ZendeskTicketEvent`. The description is kept whole, however long: only what the model
-sees is shortened (`shorten_for_model`). When the requester has no e-mail, intake fetches the user by id
-(`ZendeskTickets.user`). Events other than ticket creation come back as `IgnoredEvent`, so that our own
+sees is shortened (`text.shorten_for_model`). A requester without e-mail is kept by Zendesk user id: the
+agent then finds no customer record, so no account tool can pass its identity check. Events other than ticket creation come back as `IgnoredEvent`, so that our own
 updates (and people's replies) never start a session.
 """
 
@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from support_agent.models import EMAIL_PATTERN
+from support_agent.text import MODEL_TEXT_LIMIT, shorten_for_model
 
 CREATED = "zen:event-type:ticket.created"
-MODEL_TEXT_LIMIT = 20_000
 OUR_TAGS = frozenset({"ai_answered", "ai_escalated"})
 _EMAIL = re.compile(EMAIL_PATTERN)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -92,17 +92,6 @@ class IgnoredEvent:
     event_type: str
     zendesk_event_id: str | None
     reason: str
-
-
-def shorten_for_model(text: str, limit: int = MODEL_TEXT_LIMIT) -> str:
-    """`text` if it fits; else its beginning and end around a note saying how much was left out."""
-    if len(text) <= limit:
-        return text
-    note = "\n\n[… {} characters left out; the full text is on the ticket …]\n\n"
-    room = limit - len(note.format(len(text)))
-    head = room * 3 // 4
-    tail = room - head
-    return text[:head] + note.format(len(text) - head - tail) + text[len(text) - tail :]
 
 
 def _load(body: bytes) -> dict[str, Any]:
