@@ -22,10 +22,11 @@ config.settings(config.AgentSettings)  # a missing variable fails the cold start
 
 
 @tracer.capture_method
-def record_handler(record: SQSRecord) -> None:
+def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> None:
     message = AgentMessage.model_validate_json(record.body)
     logger.set_correlation_id(message.session_id)
-    result = composition.agent_runner().handle(message)
+    remaining = (lambda: lambda_context.get_remaining_time_in_millis() / 1000) if lambda_context else None
+    result = composition.agent_runner(remaining=remaining).handle(message)
     metrics.add_metric(name=f"Outcome_{result.outcome}", unit=MetricUnit.Count, value=1)
     logger.info(
         "session step done", extra={"type": message.type, "outcome": result.outcome, "reason": result.reason}

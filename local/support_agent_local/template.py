@@ -135,6 +135,8 @@ _INTRINSICS: dict[str, Any] = {
     "Fn::If": _if,
     "Fn::Equals": lambda r, a: r.resolve(a[0]) == r.resolve(a[1]),
     "Fn::Not": lambda r, a: not r.resolve(a[0]),
+    "Fn::Or": lambda r, a: any(r.resolve(x) for x in a),
+    "Fn::And": lambda r, a: all(r.resolve(x) for x in a),
     "Fn::Join": lambda r, a: str(a[0]).join(str(x) for x in r.resolve(a[1])),
     "Fn::Select": lambda r, a: r.resolve(a[1])[int(a[0])],
     "Condition": lambda r, a: r.condition(a),

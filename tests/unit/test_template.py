@@ -145,7 +145,8 @@ def test_secret_arns_match_one_secret_each():
     secret_statements = [
         s for _, s in statements() if any(a.startswith("secretsmanager:") for a in as_list(s["Action"]))
     ]
-    assert len(secret_statements) == 4
+    # webhook, Slack (×2 functions), Anthropic, and one per backend that holds a credential
+    assert len(secret_statements) == 7
     for statement in secret_statements:
         for resource in as_list(statement["Resource"]):
             arn = sub_text(resource)
@@ -334,3 +335,48 @@ def test_every_checkov_skip_gives_a_reason():
     for check, rest in skips:
         reason = rest.lstrip(":").strip()
         assert len(reason) >= 20, f"{check} is skipped without a reason"
+
+
+BACKEND_GRANTS = {
+    # (parameters) → the Sids AgentStep gets beyond its core ones
+    "embedded": ({}, {"EmbeddedSystems"}),
+    "all real": (
+        {
+            "TicketsBackend": "zendesk",
+            "CrmBackend": "customer_api",
+            "BillingBackend": "stripe",
+            "AccountsBackend": "cognito",
+            "KnowledgeBackend": "zendesk",
+            "CognitoUserPoolId": "us-east-1_Example1",
+        },
+        {"ZendeskToken", "CustomerApiToken", "StripeKey", "CognitoAccounts"},
+    ),
+    "stripe only": ({"BillingBackend": "stripe"}, {"EmbeddedSystems", "StripeKey"}),
+    "cognito by e-mail": (
+        {"AccountsBackend": "cognito", "CognitoUserPoolId": "us-east-1_Example1", "CognitoUserLookup": "email"},
+        {"EmbeddedSystems", "CognitoAccounts", "CognitoLookupByEmail"},
+    ),
+}
+CORE_AGENT_SIDS = {"SessionsAndApprovals", "AuditAppendOnly", "StartApproval", "HandoffNotices", "AnthropicKey"}
+
+
+@pytest.mark.parametrize("choice", list(BACKEND_GRANTS))
+def test_agent_step_gets_only_what_the_chosen_backends_need(choice):
+    from support_agent_local.template import Resolver
+
+    parameters, expected = BACKEND_GRANTS[choice]
+    resolver = Resolver(load_template(), dict(parameters))
+
+    def chosen(value: Any) -> Any:
+        """The statements with every Fn::If decided for these parameters (other intrinsics left as they are)."""
+        if isinstance(value, list):
+            return [v for v in (chosen(x) for x in value) if v != {"Ref": "AWS::NoValue"}]
+        if isinstance(value, dict) and set(value) == {"Fn::If"}:
+            name, yes, no = value["Fn::If"]
+            return chosen(yes if resolver.condition(name) else no)
+        return value
+
+    statements = [s for p in props("AgentStepFunction")["Policies"] for s in chosen(p["Statement"])]
+    assert {s["Sid"] for s in statements} - CORE_AGENT_SIDS == expected
+    env = props("AgentStepFunction")["Environment"]["Variables"]
+    assert env["BILLING_BACKEND"] == {"Ref": "BillingBackend"}

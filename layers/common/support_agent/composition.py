@@ -7,7 +7,9 @@ policy, the help-center index), so a warm Lambda reuses it and no state outlives
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from support_agent.config import (
@@ -24,7 +26,7 @@ from support_agent.secrets import SecretsManagerStore
 
 # Each builder imports what its function uses, so the Intake function never loads the agent or Slack.
 if TYPE_CHECKING:
-    from support_agent.adapters.ports import Adapters
+    from support_agent.adapters.ports import Accounts, Adapters, Billing, Crm, KnowledgeBase, Tickets
     from support_agent.agent.llm import ModelProvider
     from support_agent.agent.runner import AgentRunner
     from support_agent.intake.service import IntakeService
@@ -56,21 +58,78 @@ def intake_service() -> IntakeService:
     )
 
 
-def adapters(s: AgentSettings) -> Adapters:
-    """The backends the configuration names for each port (embedded: the sample systems in DynamoDB)."""
-    from pathlib import Path
+def adapters(s: AgentSettings, remaining: Callable[[], float] | None = None) -> Adapters:
+    """The backend the configuration names for each port. `remaining` bounds the HTTP adapters' retries by
+    the invocation's remaining time. Each real backend is imported only when chosen (cold start)."""
+    from support_agent.adapters.ports import Adapters
 
+    secrets = SecretsManagerStore(s.secrets_max_age_seconds)
+    embedded = _embedded(s.embedded_data_table) if s.embedded_data_table else None
+    crm: Crm
+    if s.crm_backend == "customer_api":
+        from support_agent.adapters.customer_api import CustomerApiCrm
+
+        crm = CustomerApiCrm.from_secret(secrets.get_json(s.customer_api_secret_name), remaining=remaining)
+    else:
+        crm = _need(embedded).crm
+    return Adapters(
+        tickets=_tickets(s, secrets, remaining)
+        if s.tickets_backend == "zendesk"
+        else _need(embedded).tickets,
+        crm=crm,
+        billing=_billing(s, secrets, crm) if s.billing_backend == "stripe" else _need(embedded).billing,
+        accounts=_accounts(s, crm) if s.accounts_backend == "cognito" else _need(embedded).accounts,
+        kb=_knowledge(s, secrets, remaining),
+    )
+
+
+def _need(embedded: Adapters | None) -> Adapters:
+    if embedded is None:  # AgentSettings refuses this configuration at cold start
+        raise RuntimeError("EMBEDDED_DATA_TABLE is required while a backend is `embedded`")
+    return embedded
+
+
+def _embedded(table: str) -> Adapters:
     from support_agent.adapters.embedded import embedded_adapters
     from support_agent.adapters.knowledge import MarkdownKnowledgeBase
 
-    kb = (
-        MarkdownKnowledgeBase.at(Path(s.knowledge_folder))
-        if s.knowledge_folder
-        else MarkdownKnowledgeBase.bundled()
-    )
-    if not s.embedded_data_table:
-        raise RuntimeError("EMBEDDED_DATA_TABLE is required while a backend is `embedded`")
-    return embedded_adapters(s.embedded_data_table, kb)
+    return embedded_adapters(table, MarkdownKnowledgeBase.bundled())
+
+
+def _tickets(
+    s: AgentSettings, secrets: SecretsManagerStore, remaining: Callable[[], float] | None
+) -> Tickets:
+    from support_agent.adapters.zendesk import ZendeskTickets
+
+    return ZendeskTickets.from_secret(secrets.get_json(s.zendesk_secret_name), remaining=remaining)
+
+
+def _billing(s: AgentSettings, secrets: SecretsManagerStore, crm: Crm) -> Billing:
+    from support_agent.adapters.stripe_billing import StripeBilling
+
+    key = str(secrets.get_json(s.stripe_secret_name).get("api_key", ""))
+    return StripeBilling(key, crm, api_base=s.stripe_api_base)
+
+
+def _accounts(s: AgentSettings, crm: Crm) -> Accounts:
+    from support_agent.adapters.cognito_accounts import CognitoAccounts
+
+    return CognitoAccounts(s.cognito_user_pool_id, crm, lookup=s.cognito_user_lookup)
+
+
+def _knowledge(
+    s: AgentSettings, secrets: SecretsManagerStore, remaining: Callable[[], float] | None
+) -> KnowledgeBase:
+    from support_agent.adapters.knowledge import MarkdownKnowledgeBase
+
+    if s.knowledge_backend == "zendesk":
+        from support_agent.adapters.zendesk import ZendeskHelpCenter
+
+        secret = secrets.get_json(s.zendesk_secret_name)
+        return ZendeskHelpCenter.from_secret(secret, locale=s.help_center_locale, remaining=remaining)
+    if s.knowledge_folder:
+        return MarkdownKnowledgeBase.at(Path(s.knowledge_folder))
+    return MarkdownKnowledgeBase.bundled()
 
 
 def provider(s: AgentSettings) -> ModelProvider:
@@ -100,7 +159,9 @@ def provider(s: AgentSettings) -> ModelProvider:
     return OfflineProvider()
 
 
-def agent_runner(model: ModelProvider | None = None) -> AgentRunner:
+def agent_runner(
+    model: ModelProvider | None = None, remaining: Callable[[], float] | None = None
+) -> AgentRunner:
     """The AgentStep function's runner (built per message: no state outlives it)."""
     from support_agent.agent.decisions import HandoffFollowUps
     from support_agent.agent.loop import TurnLoop
@@ -121,7 +182,7 @@ def agent_runner(model: ModelProvider | None = None) -> AgentRunner:
     approvals = DynamoApprovalStore(s.sessions_table)
     audit = DynamoAuditLog(s.audit_table)
     commits = DynamoSessionCommitter(sessions, approvals, audit)
-    ports = adapters(s)
+    ports = adapters(s, remaining)
     loop = TurnLoop(rules, model or provider(s), DynamoTokenBudget(s.sessions_table), max_turns=s.max_turns)
     outcomes = OutcomeWriter(
         rules,

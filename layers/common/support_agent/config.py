@@ -12,7 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 _LAYER_ROOT = Path(__file__).resolve().parent
 
@@ -45,9 +45,6 @@ class IntakeSettings(Common):
     session_ttl_days: int = Field(default=90, gt=0)
 
 
-Backend = Literal["embedded"]
-
-
 class AgentSettings(Common):
     notify_queue_url: str = Field(min_length=1)
     approval_state_machine_arn: str = Field(min_length=1)
@@ -61,13 +58,30 @@ class AgentSettings(Common):
     model_timeout_seconds: float = Field(default=60.0, gt=0)
     max_turns: int = Field(default=8, gt=0)
     # Which backend serves each port; the composition root is the one place that reads these.
-    tickets_backend: Backend = "embedded"
-    crm_backend: Backend = "embedded"
-    billing_backend: Backend = "embedded"
-    accounts_backend: Backend = "embedded"
-    knowledge_backend: Literal["markdown"] = "markdown"
+    tickets_backend: Literal["embedded", "zendesk"] = "embedded"
+    crm_backend: Literal["embedded", "customer_api"] = "embedded"
+    billing_backend: Literal["embedded", "stripe"] = "embedded"
+    accounts_backend: Literal["embedded", "cognito"] = "embedded"
+    knowledge_backend: Literal["markdown", "zendesk"] = "markdown"
     knowledge_folder: str | None = None
     embedded_data_table: str = ""
+    zendesk_secret_name: str = "support-agent/zendesk"
+    help_center_locale: str = "en-us"
+    customer_api_secret_name: str = "support-agent/customer-api"
+    stripe_secret_name: str = "support-agent/stripe"
+    # Local runs only: another Stripe-compatible endpoint (localstripe); Stripe itself by default.
+    stripe_api_base: str | None = None
+    cognito_user_pool_id: str = ""
+    cognito_user_lookup: Literal["username", "email"] = "username"
+
+    @model_validator(mode="after")
+    def _backends_configured(self) -> AgentSettings:
+        embedded = {self.tickets_backend, self.crm_backend, self.billing_backend, self.accounts_backend}
+        if "embedded" in embedded and not self.embedded_data_table:
+            raise ValueError("EMBEDDED_DATA_TABLE is required while a backend is `embedded`")
+        if self.accounts_backend == "cognito" and not self.cognito_user_pool_id:
+            raise ValueError("COGNITO_USER_POOL_ID is required when ACCOUNTS_BACKEND is `cognito`")
+        return self
 
 
 class SlackSettings(Common):
@@ -95,7 +109,7 @@ def settings(kind: type[S]) -> S:
         return kind.model_validate(values)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{str(e['loc'][0]).upper() if e['loc'] else '?'}: {'not set' if e['type'] == 'missing' else e['msg']}"
+            f"{str(e['loc'][0]).upper() + ': ' if e['loc'] else ''}{'not set' if e['type'] == 'missing' else e['msg']}"
             for e in exc.errors()
         )
         raise ConfigurationError(f"{kind.__name__}: {problems}") from None

@@ -532,6 +532,15 @@ class ZendeskHelpCenter:
             sleep=sleep,
         )
 
+    @classmethod
+    def from_secret(cls, secret: Mapping[str, Any], **options: Any) -> ZendeskHelpCenter:
+        """From the same Secrets Manager JSON as ZendeskTickets (private articles need the agent's token)."""
+        base = secret.get("base_url") or zendesk_url(str(secret.get("subdomain", "")))
+        email, token = secret.get("email"), secret.get("api_token")
+        return cls(
+            str(base), email=str(email) if email else None, api_token=str(token) if token else None, **options
+        )
+
     def for_locale(self, locale: str) -> ZendeskHelpCenter:
         """The same help center in another locale (the customer's), sharing the connection."""
         return ZendeskHelpCenter(self.api.base_url, locale=locale, api=self.api)
