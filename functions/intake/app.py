@@ -33,6 +33,10 @@ def receive_webhook(source: str) -> Response[dict[str, Any]]:
         logger.set_correlation_id(result.session_id)
     for name in result.metrics:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+    if result.budget_used_percent is not None:  # DailyBudgetAlarm watches it
+        metrics.add_metric(
+            name="DailyBudgetUsedPercent", unit=MetricUnit.Percent, value=result.budget_used_percent
+        )
     logger.info("webhook handled", extra={"source": source, "status": result.status, **result.body})
     return Response(status_code=result.status, content_type=content_types.APPLICATION_JSON, body=result.body)
 

@@ -127,7 +127,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     tickets = load_tickets(Path(args.tickets) if args.tickets else BUNDLED)
     interactive = args.decisions == "ask" and sys.stdin.isatty()
-    runs = run_demo(tickets, interactive, as_json=args.json)
+    runs = run_demo(tickets, interactive, as_json=args.json, backends=args.backends)
     lost = [r for r in runs if r.outcome not in {"responded", "handoff", "closed"}]
     return 1 if lost else 0
 
@@ -203,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--tickets", help="CSV or JSON lines: subject, body, requester_email[, customer_id]")
     demo.add_argument("--json", action="store_true", help="machine-readable summary on stdout")
+    demo.add_argument(
+        "--backends",
+        choices=["embedded", "real"],
+        default="embedded",
+        help="embedded sample systems, or Zendesk (stand-in), Stripe (localstripe), Cognito (moto), customer API",
+    )
     demo.set_defaults(run=_demo)
 
     invoke = sub.add_parser(

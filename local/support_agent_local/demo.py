@@ -7,6 +7,7 @@ stand-in over HTTP), a signed interactive request to the SlackInteraction handle
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -18,10 +19,12 @@ from typing import Any
 
 from support_agent.adapters.embedded import EmbeddedBilling
 from support_agent.models import Approval
+from support_agent.money import money
 from support_agent.rules.audit import verify
 from support_agent.slack.render import plain_text
 
 from support_agent_local import slack_requests
+from support_agent_local.backends import RealBackends
 from support_agent_local.emulator import EmbeddedAws
 from support_agent_local.events import signed_webhook_event
 from support_agent_local.functions import invoke
@@ -82,8 +85,54 @@ def choose(approval: Approval, scripted: dict[str, Any] | None, interactive: boo
     return {"action": kind, "value": rest or ("declined" if kind == "deny" else "")}
 
 
+def webhook_for(
+    stack: EmbeddedAws, systems: RealBackends | None, number: int, ticket: dict[str, Any]
+) -> dict[str, Any]:
+    """The signed webhook event that brings one demo ticket in: ours (generic), or Zendesk's when the
+    ticket is opened in the Zendesk stand-in (real backends)."""
+    if systems is not None:
+        customer = next(
+            cid
+            for cid, uid in systems.zendesk_users.items()
+            if systems.zendesk.users[int(uid)]["email"] == ticket["requester_email"].lower()
+        )
+        payload = systems.open_ticket(customer, ticket["subject"], ticket["body"])
+        return signed_webhook_event("zendesk", stack.secret("WebhookSecretName")["zendesk"], payload)
+    fields: dict[str, Any] = {"customer_id": ticket["customer_id"]} if ticket.get("customer_id") else {}
+    payload = {
+        "event_id": f"demo-{number}-{time.time_ns()}",
+        "ticket": {
+            **fields,
+            "id": f"D-{1000 + number}",
+            "subject": ticket["subject"],
+            "body": ticket["body"],
+            "requester": {"email": ticket["requester_email"]},
+            "url": f"https://support.example.com/tickets/D-{1000 + number}",
+        },
+    }
+    return signed_webhook_event("generic", stack.secret("WebhookSecretName")["generic"], payload)
+
+
+def refunds_made(stack: EmbeddedAws, systems: RealBackends | None) -> list[str]:
+    """Every refund made, as `invoice amount`, from the billing system in use."""
+    if systems is not None and systems.stripe is not None:
+        import stripe
+
+        client = stripe.StripeClient(systems.stripe.api_key, base_addresses={"api": systems.stripe.url})
+        return [
+            f"{r.charge or r.payment_intent} {money(r.amount, r.currency)}"
+            for r in client.refunds.list().data
+        ]
+    made = EmbeddedBilling(stack.ref("EmbeddedDataTable")).refunds()
+    return [f"{x.invoice_id} {money(x.amount_cents, x.currency)}" for x in made]
+
+
 def run_demo(
-    tickets: list[dict[str, Any]], interactive: bool, out: Any = sys.stdout, as_json: bool = False
+    tickets: list[dict[str, Any]],
+    interactive: bool,
+    out: Any = sys.stdout,
+    as_json: bool = False,
+    backends: str = "embedded",
 ) -> list[TicketRun]:
     provider = (
         "Claude (ANTHROPIC_API_KEY is set)"
@@ -94,34 +143,29 @@ def run_demo(
     def say(*parts: Any) -> None:
         print(*parts, file=sys.stderr if as_json else out)
 
+    systems_text = (
+        "Zendesk stand-in, localstripe, customer API over HTTP, Cognito on moto"
+        if backends == "real"
+        else "the embedded sample systems"
+    )
     say(f"Support Agent demo — model: {provider}; AWS: embedded emulation (moto); Slack: console stand-in")
+    say(f"Backends: {systems_text}")
     runs: list[TicketRun] = []
     # Keep the console for the demo's own output: handler logs at WARNING, metrics (EMF lines) off.
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-    with EmbeddedAws(parameters={"LogLevel": "WARNING"}) as stack:
+    with contextlib.ExitStack() as running:
+        systems = running.enter_context(RealBackends()) if backends == "real" else None
+        stack = running.enter_context(EmbeddedAws(parameters={"LogLevel": "WARNING"}))
+        if systems is not None:
+            systems.attach(stack)
         poller = Poller(stack)
-        secret = stack.secret("WebhookSecretName")["generic"]
         signing = stack.secret("SlackSecretName")["signing_secret"]
         sessions = stack.sessions()
         approvals = stack.approvals()
         for i, ticket in enumerate(tickets, 1):
             run = TicketRun(ticket["name"], ticket["subject"])
             started = time.perf_counter()
-            fields: dict[str, Any] = (
-                {"customer_id": ticket["customer_id"]} if ticket.get("customer_id") else {}
-            )
-            payload = {
-                "event_id": f"demo-{i}-{time.time_ns()}",
-                "ticket": {
-                    **fields,
-                    "id": f"D-{1000 + i}",
-                    "subject": ticket["subject"],
-                    "body": ticket["body"],
-                    "requester": {"email": ticket["requester_email"]},
-                    "url": f"https://support.example.com/tickets/D-{1000 + i}",
-                },
-            }
-            event = signed_webhook_event("generic", secret, payload)
+            event = webhook_for(stack, systems, i, ticket)
             with stack.environment_of("IntakeFunction"):
                 answer = invoke("intake", event)
             run.session_id = json.loads(answer["body"]).get("session_id", "")
@@ -165,7 +209,7 @@ def run_demo(
         with export.open("w") as handle:
             for entry in trail.all_entries():
                 handle.write(entry.model_dump_json() + "\n")
-        refunds = EmbeddedBilling(stack.ref("EmbeddedDataTable")).refunds()
+        refunds = refunds_made(stack, systems)
     if as_json:
         print(
             json.dumps(
@@ -206,10 +250,7 @@ def run_demo(
             f"{r.name:<17}{r.route:<10}{outcome[:18]:<19}{acts[:33]:<34}{len(r.replies):>7}{r.tokens:>8}{r.seconds:>6.1f}s"
         )
     say("")
-    say(
-        f"refunds executed: {len(refunds)} "
-        + ", ".join(f"{x.invoice_id} ${x.amount_cents / 100:.2f}" for x in refunds)
-    )
+    say(f"refunds executed: {len(refunds)} " + ", ".join(refunds))
     say(
         f"audit trail: {report.entries} entries in {report.sessions} sessions, chain {'verified' if report.ok else 'BROKEN'}; exported to {export}"
     )

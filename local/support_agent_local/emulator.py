@@ -94,6 +94,8 @@ class EmbeddedAws:
     config_env: str = "default"
     parameters: dict[str, str] = field(default_factory=dict)
     template: dict[str, Any] = field(default_factory=load_template)
+    # Variables every function also gets (local-only addresses such as STRIPE_API_BASE).
+    environment: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Claude when a key is at hand, else the documented offline provider.
@@ -103,6 +105,7 @@ class EmbeddedAws:
         self.resources: dict[str, dict[str, Any]] = self.template.get("Resources", {})
         self._mock: Any = None
         self.slack: FakeSlack | None = None
+        self.secrets: dict[str, dict[str, Any]] = {k: dict(v) for k, v in LOCAL_SECRETS.items()}
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -215,16 +218,30 @@ class EmbeddedAws:
         self.resolver.attributes[(name, "Name")] = arn.rsplit(":", 1)[-1]
 
     def _create_secrets(self) -> None:
+        for parameter, value in self.secrets.items():
+            self.put_secret(parameter, value)
+
+    def put_secret(self, parameter: str, value: dict[str, Any]) -> None:
+        """Store the secret named by a template parameter (created, or a new version)."""
         client = boto3.client("secretsmanager", region_name=REGION)
-        for parameter, value in LOCAL_SECRETS.items():
-            if parameter in self.resolver.parameters:
-                client.create_secret(Name=self.resolver.parameters[parameter], SecretString=json.dumps(value))
+        name = self.resolver.parameters.get(parameter)
+        if name is None:
+            raise KeyError(f"template.yaml has no parameter {parameter}")
+        self.secrets[parameter] = value
+        try:
+            client.create_secret(Name=name, SecretString=json.dumps(value))
+        except client.exceptions.ResourceExistsException:
+            client.put_secret_value(SecretId=name, SecretString=json.dumps(value))
+
+    def use_parameters(self, **values: str) -> None:
+        """Set template parameters after start (what the functions' environments resolve from)."""
+        self.resolver.parameters.update(values)
 
     # --- what functions see --------------------------------------------------------------------------
 
-    def secret(self, parameter: str) -> dict[str, str]:
+    def secret(self, parameter: str) -> dict[str, Any]:
         """Local value of the secret named by a template parameter."""
-        return LOCAL_SECRETS[parameter]
+        return self.secrets[parameter]
 
     def ref(self, name: str) -> str:
         return self.resolver.ref(name)
@@ -246,7 +263,7 @@ class EmbeddedAws:
         env = {k: v.replace(LAYER_MOUNT, layer) if v.startswith(LAYER_MOUNT) else v for k, v in env.items()}
         if self.slack is not None:
             env["SLACK_API_URL"] = self.slack.url
-        return env
+        return {**env, **self.environment}
 
     def function_for_code(self, code_uri: str) -> str:
         """Logical id of the function whose CodeUri is `code_uri` (for example functions/intake)."""

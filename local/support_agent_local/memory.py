@@ -294,7 +294,8 @@ class MemoryHelpdesk:
 
     def ensure_ticket(self, ticket: Ticket) -> None:
         self.tickets.setdefault(
-            ticket.id, {"status": "new", "assignee": None, "requester": ticket.requester.email or ticket.requester.id}
+            ticket.id,
+            {"status": "new", "assignee": None, "requester": ticket.requester.email or ticket.requester.id},
         )
 
     def list_comments(self, ticket_id: str) -> list[Comment]:
@@ -315,6 +316,14 @@ class MemoryHelpdesk:
 
     def assign(self, ticket_id: str, group: str) -> None:
         self.tickets.setdefault(ticket_id, {})["assignee"] = group
+
+    def already_answered_by_human(self, ticket_id: str) -> bool:
+        return any(c.public and c.author.startswith("staff:") for c in self.comments.get(ticket_id, []))
+
+    def reply_as_staff(self, ticket_id: str, body: str) -> None:
+        """A person answers the customer in the helpdesk (while the agent is still working)."""
+        comment = Comment(author="staff:lee", public=True, body=body, created_at=clock.iso())
+        self.comments.setdefault(ticket_id, []).append(comment)
 
     def public_replies(self, ticket_id: str) -> list[str]:
         return [c.body for c in self.comments.get(ticket_id, []) if c.public]

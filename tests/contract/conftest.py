@@ -29,6 +29,7 @@ from support_agent.adapters.ports import Accounts, Billing
 from support_agent.adapters.stripe_billing import StripeBilling
 from support_agent.models import Customer, Invoice
 from support_agent_local import stripe_seed
+from support_agent_local.backends import cognito_pool, cognito_user
 from support_agent_local.emulator import EmbeddedAws
 from support_agent_local.stripe_emulator import LocalStripe
 from support_agent_local.template import load_template
@@ -184,18 +185,8 @@ class AccountsBackend:
 
 
 def make_pool(client: Any, customers: list[dict[str, Any]] = CUSTOMERS) -> str:
-    """A user pool shaped like a deployment's (custom attributes for notifications and the reset marker),
-    with one confirmed user per customer whose username is the customer id."""
-    pool = client.create_user_pool(
-        PoolName=f"support-agent-customers-{next(_names)}",
-        Schema=[
-            {"Name": "notifications", "AttributeDataType": "String", "Mutable": True},
-            {"Name": "support_reset", "AttributeDataType": "String", "Mutable": True},
-        ],
-    )["UserPool"]["Id"]
-    for c in customers:
-        add_user(client, pool, c["id"], c)
-    return str(pool)
+    """A user pool shaped like a deployment's, one confirmed user per customer (username = customer id)."""
+    return cognito_pool(client, customers, name=f"support-agent-customers-{next(_names)}")
 
 
 def add_user(
@@ -206,21 +197,7 @@ def add_user(
     confirmed: bool = True,
     verified: bool = True,
 ) -> None:
-    client.admin_create_user(
-        UserPoolId=pool,
-        Username=username,
-        MessageAction="SUPPRESS",
-        UserAttributes=[
-            {"Name": "email", "Value": customer["email"]},
-            {"Name": "email_verified", "Value": "true" if verified else "false"},
-            {"Name": "name", "Value": customer["name"]},
-            {"Name": "custom:notifications", "Value": json.dumps(customer["notifications"])},
-        ],
-    )
-    if confirmed:
-        client.admin_set_user_password(
-            UserPoolId=pool, Username=username, Password="Local-Only-Pa55word!", Permanent=True
-        )
+    cognito_user(client, pool, username, customer, confirmed, verified)
 
 
 class ResetCounter:

@@ -23,7 +23,7 @@ def test_make_demo_table(tmp_path):
     # Every refund ran only after an approval, and only the justified one ran.
     assert "issue_refund (approved by jane)" in rows["refund-outage"]
     assert "issue_refund" not in rows["refund-nogrounds"]
-    assert "refunds executed: 1 in_jane_2026_03 $199.00" in text
+    assert "refunds executed: 1 in_jane_2026_03 $199" in text
     # The injection caused no action; every ticket ended answered or with a human.
     assert re.search(r"^injection\s+escalate\s+handoff.*\s-\s+0\s", rows["injection"] + " ", re.M)
     assert all(("responded" in row) or ("handoff" in row) for row in rows.values())
@@ -58,3 +58,33 @@ def test_demo_json_on_own_tickets(tmp_path):
     summary = json.loads(out.stdout)
     assert [(s["route"], s["outcome"]) for s in summary] == [("auto", "responded"), ("escalate", "handoff")]
     assert "ORD-5001" in summary[0]["replies"][0]
+
+
+def test_demo_with_real_backends_keeps_every_outcome():
+    """`support-agent demo --backends real`: the same tickets through Zendesk (stand-in), localstripe,
+    the customer API and Cognito on moto end as they do on the embedded systems."""
+    tickets = [
+        line
+        for line in (ROOT / "local" / "support_agent_local" / "data" / "demo_tickets.jsonl")
+        .read_text()
+        .splitlines()
+        if json.loads(line)["name"] in {"order", "refund-outage", "deletion", "injection"}
+    ]
+    path = ROOT / ".demo" / "real-backends.jsonl"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("\n".join(tickets) + "\n")
+    cli = [sys.executable, "-m", "support_agent_local.cli", "demo", "--decisions", "auto", "--json"]
+    out = subprocess.run(
+        [*cli, "--backends", "real", "--tickets", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    runs = {r["ticket"]: r for r in json.loads(out.stdout)}
+    assert runs["order"]["outcome"] == "responded" and "ORD-5001" in runs["order"]["replies"][0]
+    assert [a["tool"] for a in runs["refund-outage"]["actions"]] == ["issue_refund"]
+    assert [a["tool"] for a in runs["deletion"]["actions"]] == ["delete_account"]
+    assert (runs["injection"]["outcome"], runs["injection"]["actions"]) == ("handoff", [])

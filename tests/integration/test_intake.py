@@ -101,7 +101,7 @@ def test_signature_checked_before_parsing(intake_env):
     assert response["statusCode"] == 401
 
 
-def test_over_daily_budget_goes_to_handoff_not_lost(intake_env, monkeypatch):
+def test_over_daily_budget_goes_to_handoff_not_lost(intake_env, monkeypatch, capsys):
     from support_agent.rules.policy import load_policy
 
     policy = load_policy(intake_env.function_environment("IntakeFunction")["POLICY_FILE"])
@@ -121,6 +121,12 @@ def test_over_daily_budget_goes_to_handoff_not_lost(intake_env, monkeypatch):
     ]
     # Only the first session reached the agent queue.
     assert len(queue_messages(intake_env.queue_url("AgentQueue"))) == 1
+    # The share of the budget used is published for DailyBudgetAlarm (an EMF line per invocation).
+    published = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert [m.get("DailyBudgetUsedPercent") for m in published if "DailyBudgetUsedPercent" in m] == [
+        [100.0],
+        [100.0],
+    ]
 
 
 def test_queued_duplicate_is_requeued_so_nothing_is_lost(intake_env):

@@ -244,3 +244,12 @@ def test_handoff_notice_follow_up_sends_the_draft_once(world):
     assert runner.follow_up(sid, session.notice_id).outcome == "skipped"
     assert world.helpdesk.public_replies("T-1") == [session.escalation.draft_reply]
     assert world.sessions.get(sid).state is SessionState.CLOSED
+
+
+def test_a_ticket_a_person_answered_meanwhile_is_left_to_them(world):
+    sid = world.ticket("Where is my order ORD-5001?", subject="Order status", customer_id="cus_jane")
+    world.helpdesk.reply_as_staff("T-1", "Hi Jane, I checked: it arrives tomorrow. — Lee")
+    result = world.runner(OfflineProvider()).start(sid)
+    assert (result.outcome, result.reason) == ("handoff", "answered_by_a_person")
+    assert world.helpdesk.public_replies("T-1") == ["Hi Jane, I checked: it arrives tomorrow. — Lee"]
+    assert "ORD-5001" in world.sessions.get(sid).escalation.draft_reply

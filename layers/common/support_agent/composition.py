@@ -7,6 +7,7 @@ policy, the help-center index), so a warm Lambda reuses it and no state outlives
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -108,7 +109,9 @@ def _billing(s: AgentSettings, secrets: SecretsManagerStore, crm: Crm) -> Billin
     from support_agent.adapters.stripe_billing import StripeBilling
 
     key = str(secrets.get_json(s.stripe_secret_name).get("api_key", ""))
-    return StripeBilling(key, crm, api_base=s.stripe_api_base)
+    if s.stripe_api_base:  # the local emulator (localstripe) rejects a refund's `reason`; Stripe takes it
+        return StripeBilling(key, crm, api_base=s.stripe_api_base, refund_reason=None)
+    return StripeBilling(key, crm)
 
 
 def _accounts(s: AgentSettings, crm: Crm) -> Accounts:
@@ -255,3 +258,7 @@ def forget() -> None:
     config.forget()
     _slack.cache_clear()
     aws.reset_clients()
+    if "aws_lambda_powertools.utilities.parameters" in sys.modules:  # cached secrets of another stack
+        from aws_lambda_powertools.utilities import parameters
+
+        parameters.clear_caches()  # type: ignore[no-untyped-call]

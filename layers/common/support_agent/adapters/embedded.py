@@ -151,6 +151,10 @@ class EmbeddedTickets(_Table):
             ],
         )
 
+    def already_answered_by_human(self, ticket_id: str) -> bool:
+        """A public comment by staff (`staff:` authors) other than the agent."""
+        return any(c.public and c.author.startswith("staff:") for c in self.list_comments(ticket_id))
+
     def add_note(self, ticket_id: str, body: str, idempotency_key: str) -> None:
         self._comment(ticket_id, "agent:support-agent", False, body, idempotency_key)
 

@@ -55,9 +55,14 @@ class OutcomeWriter:
         return self.handoff(run, outcome)
 
     def respond(self, run: Run, reply: Respond) -> RunResult:
+        ticket = run.session.ticket
+        if self.adapters.tickets.already_answered_by_human(ticket.id):
+            # A person answered while the agent worked: the ticket is theirs, the agent's text a draft.
+            return self.handoff(
+                run, HandOff("answered_by_a_person", "a person replied first", draft=reply.body)
+            )
         run.journal.flush()  # the allow decision is durable before the customer sees anything
         note = reply.note or "Answered by the support agent."
-        ticket = run.session.ticket
         self.adapters.tickets.respond(ticket.id, reply.body, note, reply.status, f"{run.sid}-reply")
         run.journal.record("tickets:respond", f"tickets/{ticket.id}", "n/a", reply.status)
         self._commit(

@@ -33,6 +33,9 @@ class IntakeResult:
     body: dict[str, Any]
     metrics: list[str] = field(default_factory=list)
     session_id: str | None = None
+    budget_used_percent: float | None = (
+        None  # today's share of the daily session budget, once a slot is taken
+    )
 
 
 @dataclass
@@ -87,13 +90,17 @@ class IntakeService:
             session_id, "budget:session_slot", f"budget/{slot.day}", granted, f"{slot.used}/{slot.limit}"
         )
         if not slot.granted:
-            return self._handoff(
+            over = self._handoff(
                 session_id, "daily_budget_exhausted", resource, [*metrics, "DailyBudgetExhausted"]
             )
+            over.budget_used_percent = 100.0
+            return over
 
         self.queue.send(AgentMessage(type="start", session_id=session_id))
         self._audit(session_id, "queue:send", "queue/agent", "n/a", "queued")
-        return IntakeResult(202, {"session_id": session_id, "status": "queued"}, metrics, session_id)
+        queued = IntakeResult(202, {"session_id": session_id, "status": "queued"}, metrics, session_id)
+        queued.budget_used_percent = round(100 * slot.used / slot.limit, 1)
+        return queued
 
     def _handoff(self, session_id: str, reason: str, resource: str, metrics: list[str]) -> IntakeResult:
         """Keep the ticket, but for people: the session goes straight to handoff."""
