@@ -118,6 +118,10 @@ class EmbeddedAws:
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
         aws.reset_clients()
+        # Secrets cached by Powertools belong to the previous stack in this process (other addresses).
+        from aws_lambda_powertools.utilities import parameters
+
+        parameters.clear_caches()  # type: ignore[no-untyped-call]
         self.provision()
         # Slack's Web API is the console stand-in on 127.0.0.1, reached over HTTP by slack_sdk.
         self.slack = FakeSlack().start()

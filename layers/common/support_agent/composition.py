@@ -7,7 +7,6 @@ policy, the help-center index), so a warm Lambda reuses it and no state outlives
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -258,7 +257,3 @@ def forget() -> None:
     config.forget()
     _slack.cache_clear()
     aws.reset_clients()
-    if "aws_lambda_powertools.utilities.parameters" in sys.modules:  # cached secrets of another stack
-        from aws_lambda_powertools.utilities import parameters
-
-        parameters.clear_caches()  # type: ignore[no-untyped-call]
