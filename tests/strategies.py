@@ -19,7 +19,7 @@ from support_agent import boundary
 from support_agent.intake.webhooks import SOURCES
 from support_agent_local import slack_requests
 from support_agent_local.events import webhook_headers
-from support_agent_local.fuzzing import BAD_TIMESTAMPS
+from support_agent_local.fuzzing import BAD_TIMESTAMPS, zendesk_event_template
 
 SIGNINGS = [
     "signed",
@@ -157,7 +157,11 @@ def webhook_requests(draw: st.DrawFn, secrets: dict[str, str]) -> Req:
     source = draw(
         st.sampled_from(["generic", "zendesk", "generic", "zendesk"]) | st.text(min_size=1, max_size=12)
     )
-    template = webhook_template(source if source in SOURCES else "generic", draw(st.integers(0, 10**9)))
+    n = draw(st.integers(0, 10**9))
+    if source == "zendesk" and draw(st.booleans()):
+        template = zendesk_event_template(n)
+    else:
+        template = webhook_template(source if source in SOURCES else "generic", n)
     body = draw(
         st.one_of(
             st.just(template).map(lambda d: json.dumps(d).encode()),

@@ -31,7 +31,7 @@ def receive_webhook(source: str) -> Response[dict[str, Any]]:
         dict(event.headers or {}),
         event.body,
         bool(event.is_base64_encoded),
-        event.request_context.request_id or "",
+        str((event.raw_event.get("requestContext") or {}).get("requestId") or ""),
     )
     if result.session_id:
         logger.set_correlation_id(result.session_id)

@@ -183,7 +183,10 @@ class Fuzzer:
         self.counter += 1
         source = r.choices(["generic", "zendesk", self.text(12) or "x", "Generic"], [45, 45, 7, 3])[0]
         known = source in SOURCES
-        template = _webhook_template(source if known else "generic", self.counter)
+        if source == "zendesk" and r.random() < 0.4:
+            template = zendesk_event_template(self.counter * 1000 + r.randint(0, 999))
+        else:
+            template = _webhook_template(source if known else "generic", self.counter)
         roll = r.random()
         if roll < 0.25:
             kind, body = "valid", json.dumps(template).encode()
@@ -425,4 +428,26 @@ def _webhook_template(source: str, n: int) -> dict[str, Any]:
             "customer_id": "cus_jane",
             "tags": ["fuzz"],
         },
+    }
+
+
+def zendesk_event_template(n: int) -> dict[str, Any]:
+    """A Zendesk event-subscription delivery (`zen:event-type:ticket.created`)."""
+    return {
+        "type": "zen:event-type:ticket.created",
+        "id": f"01JFUZZ{n:019d}",
+        "account_id": "10000001",
+        "time": "2026-11-28T06:05:00Z",
+        "zendesk_event_version": "2022-11-06",
+        "subject": f"zen:ticket:{n}",
+        "detail": {
+            "id": str(n),
+            "subject": "Where is my order?",
+            "description": "Hello, my order has not arrived yet. Where is it?",
+            "requester_id": "377001",
+            "status": "NEW",
+            "tags": ["order"],
+            "created_at": "2026-11-28T06:05:00Z",
+        },
+        "event": {},
     }

@@ -294,7 +294,8 @@ class MemoryHelpdesk:
 
     def ensure_ticket(self, ticket: Ticket) -> None:
         self.tickets.setdefault(
-            ticket.id, {"status": "new", "assignee": None, "requester": ticket.requester.email or ticket.requester.id}
+            ticket.id,
+            {"status": "new", "assignee": None, "requester": ticket.requester.email or ticket.requester.id},
         )
 
     def list_comments(self, ticket_id: str) -> list[Comment]:

@@ -353,11 +353,21 @@ BACKEND_GRANTS = {
     ),
     "stripe only": ({"BillingBackend": "stripe"}, {"EmbeddedSystems", "StripeKey"}),
     "cognito by e-mail": (
-        {"AccountsBackend": "cognito", "CognitoUserPoolId": "us-east-1_Example1", "CognitoUserLookup": "email"},
+        {
+            "AccountsBackend": "cognito",
+            "CognitoUserPoolId": "us-east-1_Example1",
+            "CognitoUserLookup": "email",
+        },
         {"EmbeddedSystems", "CognitoAccounts", "CognitoLookupByEmail"},
     ),
 }
-CORE_AGENT_SIDS = {"SessionsAndApprovals", "AuditAppendOnly", "StartApproval", "HandoffNotices", "AnthropicKey"}
+CORE_AGENT_SIDS = {
+    "SessionsAndApprovals",
+    "AuditAppendOnly",
+    "StartApproval",
+    "HandoffNotices",
+    "AnthropicKey",
+}
 
 
 @pytest.mark.parametrize("choice", list(BACKEND_GRANTS))
