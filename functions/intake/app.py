@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -24,11 +23,16 @@ config.settings(config.IntakeSettings)  # a missing variable fails the cold star
 @tracer.capture_method
 def receive_webhook(source: str) -> Response[dict[str, Any]]:
     event = app.current_event
-    raw = event.body or ""
-    # The signature covers the bytes the sender signed: decode, never re-serialise.
-    body = base64.b64decode(raw) if event.is_base64_encoded else raw.encode()
+    # The signature covers the bytes the sender signed: the service decodes (base64 when API Gateway says
+    # so), never re-serialises, and refuses a body that is too large or not valid base64 with a 4xx.
     # Built per request: cheap (clients and policy are cached), and no state outlives the request.
-    result = composition.intake_service().receive(source, dict(event.headers or {}), body)
+    result = composition.intake_service().receive_encoded(
+        source,
+        dict(event.headers or {}),
+        event.body,
+        bool(event.is_base64_encoded),
+        str((event.raw_event.get("requestContext") or {}).get("requestId") or ""),
+    )
     if result.session_id:
         logger.set_correlation_id(result.session_id)
     for name in result.metrics:

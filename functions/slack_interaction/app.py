@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -24,9 +23,10 @@ config.settings(config.InteractionSettings)  # a missing variable fails the cold
 @tracer.capture_method
 def slack_interaction() -> Response[Any]:
     event = app.current_event
-    raw = event.body or ""
-    body = base64.b64decode(raw).decode() if event.is_base64_encoded else raw
-    answer = composition.slack_endpoint().handle(dict(event.headers or {}), body)
+    # The endpoint decodes the body (base64 when API Gateway says so) and checks the signature on the bytes.
+    answer = composition.slack_endpoint().handle_encoded(
+        dict(event.headers or {}), event.body, bool(event.is_base64_encoded)
+    )
     metrics.add_metric(name=f"SlackInteraction{answer.status}", unit=MetricUnit.Count, value=1)
     logger.info("slack interaction", extra={"status": answer.status})
     return Response(

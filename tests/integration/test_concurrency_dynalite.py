@@ -18,14 +18,19 @@ from typing import Any
 
 import boto3
 import pytest
+from support_agent.intake.service import IntakeService
+from support_agent.messaging import Queue
 from support_agent.models import Approval, Decision, Escalation, Requester, SessionState, Ticket
 from support_agent.rules.approvals import AlreadyDecided
+from support_agent.rules.audit import verify
 from support_agent.rules.dynamodb import (
     DynamoApprovalStore,
+    DynamoAuditLog,
     DynamoDailyBudget,
     DynamoSessionStore,
     DynamoTokenBudget,
 )
+from support_agent.rules.policy import load_policy
 from support_agent.rules.sessions import new_session
 from support_agent_local.template import Resolver, load_template
 
@@ -67,7 +72,7 @@ def dynalite() -> Iterator[Any]:
                 raise
             time.sleep(0.1)
     resolver = Resolver(load_template())
-    for logical in ("BudgetsTable", "SessionsTable"):
+    for logical in ("BudgetsTable", "SessionsTable", "AuditTable"):
         props = resolver.resolve(load_template()["Resources"][logical]["Properties"])
         client.create_table(
             TableName=logical,
@@ -127,3 +132,52 @@ def test_token_budget_exact_under_concurrency(dynalite):
         charged = list(pool.map(lambda _: tokens.charge("s-tokens", 1000, 10_000), range(40)))
     assert sum(c is not None for c in charged) == 10
     assert sessions.get("s-tokens").tokens_used == 10_000
+
+
+class _Secrets:
+    def get_json(self, name: str) -> dict[str, str]:
+        return {"generic": "burst-secret", "zendesk": "burst-secret"}
+
+
+class _NoQueue(Queue):
+    def send(self, message: Any) -> None:
+        raise AssertionError("a refused webhook reached the queue")
+
+
+def test_a_burst_of_forged_webhooks_is_all_401_with_one_audit_entry_each(dynalite):
+    """240 forged deliveries from 24 threads (24 warm instances): every one answered 401, none 500, and
+    each leaves exactly one audit entry in a chain of its own, so no append can lose a race. (With one
+    shared chain per day, 76-86 of 240 answered 500: "lost the race 8 times".)"""
+
+    def instance(i: int) -> list[int]:
+        # One service per thread, as each Lambda instance builds its own (its audit log caches chain heads).
+        service = IntakeService(
+            policy=load_policy(ROOT / "policies" / "acme-support.yaml"),
+            sessions=DynamoSessionStore("SessionsTable", client=dynalite),
+            budget=DynamoDailyBudget("BudgetsTable", client=dynalite),
+            audit=DynamoAuditLog("AuditTable", client=dynalite),
+            queue=_NoQueue(),
+            secrets=_Secrets(),
+            webhook_secret_name="webhooks",
+        )
+        headers = {"X-Signature": "sha256=" + "0" * 64, "X-Signature-Timestamp": str(int(time.time()))}
+        return [
+            service.receive("generic", headers, b'{"event_id": "forged"}', f"req-{i}-{n}").status
+            for n in range(10)
+        ]
+
+    before = [dynalite.scan(TableName=t, Select="COUNT")["Count"] for t in ("SessionsTable", "BudgetsTable")]
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        statuses = [status for batch in pool.map(instance, range(24)) for status in batch]
+    assert statuses == [401] * 240
+    audit = DynamoAuditLog("AuditTable", client=dynalite)
+    refusals = [e for e in audit.all_entries() if e.session_id.startswith("intake-rejection-")]
+    assert len(refusals) == 240
+    assert len({e.session_id for e in refusals}) == 240 and all(e.seq == 1 for e in refusals)
+    assert {e.details["request_id"] for e in refusals} == {
+        f"req-{i}-{n}" for i in range(24) for n in range(10)
+    }
+    assert verify(audit).ok
+    assert [
+        dynalite.scan(TableName=t, Select="COUNT")["Count"] for t in ("SessionsTable", "BudgetsTable")
+    ] == before

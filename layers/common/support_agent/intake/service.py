@@ -1,17 +1,20 @@
 """Intake: a webhook delivery becomes a session on the agent queue (or a clear refusal).
 
-Order matters: the signature is checked on the raw body before anything is parsed; a refused request
-writes exactly one audit entry (without the body) and nothing else.
+Order matters: the body's size is checked first, then the signature on the raw body, before anything is
+parsed; a refused request writes exactly one audit entry (without the body) and nothing else. That entry
+starts a chain of its own (see `_reject`), so a burst of refusals never contends on one chain.
 """
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from support_agent import clock
+from support_agent import boundary, clock
 from support_agent.intake.signatures import SignatureError
 from support_agent.intake.webhooks import SOURCES, Ignored, PayloadError
 from support_agent.messaging import Queue
@@ -48,23 +51,48 @@ class IntakeService:
     secrets: SecretStore
     webhook_secret_name: str
     tolerance_seconds: int = 300
+    max_body_bytes: int = boundary.WEBHOOK_MAX_BYTES
 
-    def receive(self, source_name: str, headers: Mapping[str, str], body: bytes) -> IntakeResult:
-        """Handle one webhook delivery from `source_name`."""
+    def receive_encoded(
+        self,
+        source_name: str,
+        headers: Mapping[str, str],
+        raw: str | None,
+        is_base64: bool,
+        request_id: str = "",
+    ) -> IntakeResult:
+        """Handle a delivery as API Gateway passes it: text, or base64 (`isBase64Encoded`) when binary."""
+        if source_name not in SOURCES:
+            return self._unknown(source_name, request_id)
+        try:
+            body = boundary.decode_body(raw, is_base64, self.max_body_bytes)
+        except boundary.Refused as exc:
+            return self._reject(exc.status, exc.reason, source_name, request_id)
+        return self.receive(source_name, headers, body, request_id)
+
+    def receive(
+        self, source_name: str, headers: Mapping[str, str], body: bytes, request_id: str = ""
+    ) -> IntakeResult:
+        """Handle one webhook delivery from `source_name` (`request_id`: API Gateway's, for the audit)."""
         source = SOURCES.get(source_name)
         if source is None:
-            return self._reject(404, f"unknown webhook source {source_name!r}", source_name)
+            return self._unknown(source_name, request_id)
+        try:
+            boundary.check_size(body, self.max_body_bytes)
+        except boundary.Refused as exc:
+            return self._reject(exc.status, exc.reason, source_name, request_id)
         secret = self.secrets.get_json(self.webhook_secret_name).get(source_name)
         if not secret:
-            return self._reject(503, f"no signing secret is configured for {source_name}", source_name)
+            reason = f"no signing secret is configured for {source_name}"
+            return self._reject(503, reason, source_name, request_id)
         try:
             source.verify(headers, body, secret, time.time(), self.tolerance_seconds)
         except SignatureError as exc:
-            return self._reject(401, str(exc), source_name)
+            return self._reject(401, str(exc), source_name, request_id)
         try:
             delivery = source.parse(body)
         except PayloadError as exc:
-            return self._reject(400, str(exc), source_name)
+            return self._reject(400, str(exc), source_name, request_id)
         if isinstance(delivery, Ignored):
             # Our own updates and other events must never start a session (no loops); nothing is stored.
             return IntakeResult(200, {"status": "ignored", "reason": delivery.reason}, ["DeliveriesIgnored"])
@@ -122,15 +150,24 @@ class IntakeService:
             session_id,
         )
 
-    def _reject(self, status: int, reason: str, source_name: str) -> IntakeResult:
-        self._audit(
-            f"intake-rejections-{clock.now().date().isoformat()}",
-            "webhook:receive",
-            f"webhooks/{source_name}"[:80],
-            "rejected",
-            str(status),
-            {"reason": reason},
-        )
+    def _unknown(self, source_name: str, request_id: str) -> IntakeResult:
+        return self._reject(404, f"unknown webhook source {source_name[:64]!r}", source_name, request_id)
+
+    def _reject(self, status: int, reason: str, source_name: str, request_id: str = "") -> IntakeResult:
+        """One audit entry in a chain of its own, then the refusal.
+
+        The chain id is a hash of the request id, the time and 128 random bits, so the entry is the first
+        (seq 1) of a chain nobody else writes: its conditional put cannot lose a race, however many
+        refusals arrive at once (one shared chain per day lost races under a burst and answered 500).
+        The date leads the id, so an operator can still list a day's refusals.
+        """
+        nonce = f"{request_id}\x00{time.time_ns()}\x00{secrets.token_hex(16)}"
+        digest = hashlib.sha256(nonce.encode(errors="replace")).hexdigest()[:32]
+        chain_id = f"intake-rejection-{clock.now().date().isoformat()}-{digest}"
+        details = {"reason": _text(reason, 500), "request_id": _text(request_id, 128)}
+        resource = f"webhooks/{_text(source_name, 64)}"
+        entry = draft(ACTOR, "webhook:receive", resource, "rejected", str(status), details)
+        self.audit.append(chain_id, [entry], new_chain=True)
         return IntakeResult(status, {"error": reason}, ["TicketsRejected"])
 
     def _audit(
@@ -143,3 +180,8 @@ class IntakeService:
         details: dict[str, Any] | None = None,
     ) -> None:
         self.audit.append(session_id, [draft(ACTOR, action, resource, decision, outcome, details)])
+
+
+def _text(value: str, limit: int) -> str:
+    """`value` cut to `limit` characters, anything that is not valid Unicode replaced (it is audited)."""
+    return value[:limit].encode(errors="replace").decode()

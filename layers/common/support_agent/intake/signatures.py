@@ -7,6 +7,10 @@ import hashlib
 import hmac
 from datetime import datetime
 
+from support_agent.boundary import is_unix_seconds
+
+MAX_HEADER_CHARS = 512  # longer signature or timestamp headers are refused before any work
+
 
 class SignatureError(Exception):
     """The request is not signed by the expected sender; the message is safe to return to the caller."""
@@ -14,11 +18,13 @@ class SignatureError(Exception):
 
 def _timestamp_seconds(value: str) -> float:
     value = value.strip()
-    if value.isdigit():
+    if is_unix_seconds(value):  # ASCII digits only: '²'.isdigit() is True too
         return float(value)
+    if not value.isascii() or len(value) > 40:
+        raise SignatureError("signature timestamp is not a Unix time or ISO-8601 date")
     try:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
+    except (ValueError, OverflowError, OSError):  # OverflowError, OSError: a year mktime cannot place
         raise SignatureError("signature timestamp is not a Unix time or ISO-8601 date") from None
 
 
@@ -26,6 +32,8 @@ def check_window(timestamp: str | None, now: float, tolerance: int) -> None:
     """Refuse a missing timestamp or one further than `tolerance` seconds from now (replays)."""
     if not timestamp:
         raise SignatureError("missing signature timestamp header")
+    if len(timestamp) > MAX_HEADER_CHARS:
+        raise SignatureError("signature timestamp is not a Unix time or ISO-8601 date")
     if abs(now - _timestamp_seconds(timestamp)) > tolerance:
         raise SignatureError(f"signature timestamp is outside the {tolerance // 60}-minute window")
 
@@ -48,5 +56,8 @@ def verify(expected: str, given: str | None) -> None:
     """Constant-time comparison of signature header values."""
     if not given:
         raise SignatureError("missing signature header")
-    if not hmac.compare_digest(expected.encode(), given.strip().encode()):
+    if len(given) > MAX_HEADER_CHARS:
+        raise SignatureError("signature does not match the body")
+    # Bytes, not str: compare_digest refuses str with non-ASCII characters (a TypeError, not a mismatch).
+    if not hmac.compare_digest(expected.encode(), given.strip().encode(errors="replace")):
         raise SignatureError("signature does not match the body")

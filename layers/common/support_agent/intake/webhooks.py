@@ -6,13 +6,13 @@ delivery a duplicate of another).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from support_agent import boundary
 from support_agent.intake import signatures
 from support_agent.intake.zendesk_events import EventPayloadError, IgnoredEvent, parse_zendesk_payload
 from support_agent.models import EMAIL_PATTERN, Ticket
@@ -96,15 +96,19 @@ class WebhookSource:
 
 
 def _load_json(body: bytes) -> Any:
+    """UTF-8 JSON, at most boundary.MAX_JSON_DEPTH deep, no lone surrogates; else PayloadError."""
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PayloadError(f"body is not valid JSON: {exc}") from None
+        return boundary.load_json(boundary.utf8_text(body))
+    except boundary.Refused as exc:
+        raise PayloadError(exc.reason) from None
+    except ValueError as exc:
+        raise PayloadError(str(exc)) from None
 
 
 def _field_error(exc: ValidationError) -> PayloadError:
     err = exc.errors()[0]
-    field = ".".join(str(p) for p in err["loc"]) or "body"
+    # A location may hold a key the sender chose (an unexpected field): keep each part short.
+    field = ".".join(str(p)[:64] for p in err["loc"]) or "body"
     return PayloadError(f"{field}: {err['msg']}")
 
 

@@ -19,11 +19,11 @@ updates (and people's replies) never start a session.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from support_agent import boundary
 from support_agent.models import EMAIL_PATTERN
 from support_agent.text import MODEL_TEXT_LIMIT, shorten_for_model
 
@@ -95,10 +95,12 @@ class IgnoredEvent:
 
 
 def _load(body: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EventPayloadError(f"body is not valid JSON: {exc}") from None
+    try:  # UTF-8, nesting at most boundary.MAX_JSON_DEPTH, no lone surrogates, no 5,000-digit numbers
+        data = boundary.load_json(boundary.utf8_text(body))
+    except boundary.Refused as exc:
+        raise EventPayloadError(exc.reason) from None
+    except ValueError as exc:
+        raise EventPayloadError(str(exc)) from None
     if not isinstance(data, dict):
         raise EventPayloadError("body: expected a JSON object")
     return data

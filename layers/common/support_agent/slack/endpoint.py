@@ -1,36 +1,48 @@
 """Slack's interactive endpoint: a click or a modal submission becomes a recorded decision.
 
-Order: verify the signature on the raw body (5-minute window) before parsing; check the person may
-decide; record the first decision with a guarded write; hand it on (the workflow's task for an approval,
-the AgentQueue for a handoff notice); update the message. Everything here is a few DynamoDB and API
+Order: refuse a timestamp header that is not Unix seconds within 5 minutes, then a body past 64 KiB,
+then verify the signature on the raw bytes, and only then parse and validate the payload
+(`slack.payloads`); each of these refusals is a 4xx that changes nothing. Then check the person may
+decide; record the first decision with a guarded write; hand it on (the workflow's task for an
+approval, the AgentQueue for a handoff notice); update the message. Everything here is a few DynamoDB and API
 calls, well inside Slack's 3-second budget.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
+import hmac
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs
 
+from support_agent import boundary
 from support_agent.messaging import ApprovalWorkflow, Queue, TokenRejected
 from support_agent.models import AgentMessage, Approval, Decision, DecisionKind, PersonRequest
 from support_agent.rules.approvals import AlreadyDecided, ApprovalStore
 from support_agent.rules.audit import AuditLog, draft
 from support_agent.rules.policy import Policy
+from support_agent.slack import payloads
 from support_agent.slack.client import ApproverDirectory, SlackApi
+from support_agent.slack.payloads import BlockActions, Interaction, SlackUser, ViewSubmission
 from support_agent.slack.render import decided_blocks, outcome_line
 
 MODALS: dict[str, str] = {"partial": "partial_modal", "deny": "deny_modal", "reply_manually": "reply_modal"}
 CALLBACKS = {v: k for k, v in MODALS.items()}
 INPUT_LIMIT = 3000  # Slack's plain_text_input max_length; Decision.reason allows as much
 EXPIRED = "This request expired: the ticket has gone to the team."
+TOLERANCE_SECONDS = 300  # Slack's own advice: refuse requests more than five minutes old (replays)
 
 
 @dataclass
 class SlackAnswer:
     status: int
     body: dict[str, Any] | None = None
+
+
+def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
 
 
 def errors(block: str, text: str) -> SlackAnswer:
@@ -49,55 +61,91 @@ class SlackEndpoint:
     agent_queue: Queue
     signing_secret: str
 
-    def handle(self, headers: dict[str, str], body: str) -> SlackAnswer:
-        """One interactive request from Slack (form-encoded `payload`)."""
-        from slack_sdk.signature import SignatureVerifier
-
-        lower = {k.lower(): v for k, v in headers.items()}
-        verifier = SignatureVerifier(self.signing_secret)
-        timestamp, signature = lower.get("x-slack-request-timestamp", ""), lower.get("x-slack-signature", "")
-        if not verifier.is_valid(body, timestamp, signature):
-            return SlackAnswer(401, {"error": "invalid or stale Slack signature"})
+    def handle_encoded(self, headers: Mapping[str, str], raw: str | None, is_base64: bool) -> SlackAnswer:
+        """A request as API Gateway passes it: text, or base64 (`isBase64Encoded`) when binary."""
+        refused = self._check_timestamp(_lower(headers))
+        if refused is not None:
+            return refused
         try:
-            payload = json.loads(parse_qs(body)["payload"][0])
-        except (KeyError, IndexError, json.JSONDecodeError):
-            return SlackAnswer(400, {"error": "body must be form-encoded with a JSON `payload` field"})
-        user = payload.get("user", {})
-        if payload.get("type") == "block_actions":
-            action = payload["actions"][0]
-            return self._click(payload, action["action_id"], action.get("value", ""), user)
-        if payload.get("type") == "view_submission":
-            return self._submit(payload, user)
+            body = boundary.decode_body(raw, is_base64, boundary.SLACK_MAX_BYTES)
+        except boundary.Refused as exc:
+            return SlackAnswer(exc.status, {"error": exc.reason})
+        return self.handle(headers, body)
+
+    def handle(self, headers: Mapping[str, str], body: str | bytes) -> SlackAnswer:
+        """One interactive request from Slack (form-encoded `payload`).
+
+        Every refusal is a 4xx that changes nothing: the timestamp header first (an integer, within the
+        window), then the size, then the signature over the raw bytes, and only then parsing and
+        validating the payload (`slack.payloads`).
+        """
+        lower = _lower(headers)
+        refused = self._check_timestamp(lower)
+        if refused is not None:
+            return refused
+        raw = body if isinstance(body, bytes) else body.encode(errors="surrogatepass")
+        if len(raw) > boundary.SLACK_MAX_BYTES:
+            return SlackAnswer(
+                413, {"error": f"body is larger than the {boundary.SLACK_MAX_BYTES // 1024} KiB limit"}
+            )
+        if not self._signed(lower["x-slack-request-timestamp"], raw, lower.get("x-slack-signature", "")):
+            return SlackAnswer(401, {"error": "invalid Slack signature"})
+        try:
+            payload = payloads.parse(raw)
+        except payloads.PayloadRefused as exc:
+            return SlackAnswer(400, {"error": str(exc)})
+        if isinstance(payload, BlockActions):
+            action = payload.actions[0]
+            return self._click(payload, action.action_id, action.value)
+        if isinstance(payload, ViewSubmission):
+            return self._submit(payload)
         return SlackAnswer(200)
+
+    def _check_timestamp(self, lower: dict[str, str]) -> SlackAnswer | None:
+        """401 unless X-Slack-Request-Timestamp is Unix seconds (ASCII digits) within 5 minutes of now."""
+        timestamp = lower.get("x-slack-request-timestamp", "")
+        if not timestamp:
+            return SlackAnswer(401, {"error": "missing X-Slack-Request-Timestamp header"})
+        if not boundary.is_unix_seconds(timestamp):
+            return SlackAnswer(401, {"error": "X-Slack-Request-Timestamp is not an integer (Unix seconds)"})
+        if abs(time.time() - int(timestamp)) > TOLERANCE_SECONDS:
+            return SlackAnswer(
+                401, {"error": "stale Slack request: the timestamp is outside the 5-minute window"}
+            )
+        return None
+
+    def _signed(self, timestamp: str, body: bytes, signature: str) -> bool:
+        """Slack's v0 scheme: `v0=` + hex HMAC-SHA256(signing secret, `v0:{timestamp}:{body}`), on bytes."""
+        if not signature or len(signature) > 128:
+            return False
+        digest = hmac.new(
+            self.signing_secret.encode(), b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256
+        )
+        return hmac.compare_digest(f"v0={digest.hexdigest()}".encode(), signature.encode(errors="replace"))
 
     # --- clicks and submissions ----------------------------------------------------------------------
 
-    def _click(
-        self, payload: dict[str, Any], action: str, request_id: str, user: dict[str, Any]
-    ) -> SlackAnswer:
-        request = self._guard(payload, request_id, user, action)
+    def _click(self, payload: BlockActions, action: str, request_id: str) -> SlackAnswer:
+        request = self._guard(payload, request_id, action)
         if isinstance(request, SlackAnswer):
             return request
         if action in MODALS and isinstance(request, Approval):
-            self.slack.open_view(payload["trigger_id"], modal(request, action))
+            self.slack.open_view(payload.trigger_id, modal(request, action))
             return SlackAnswer(200)
         kind: DecisionKind = request.offer(action).kind  # type: ignore[union-attr]  # _guard checked the offer
-        return self._decide(
-            payload, request, Decision(kind=kind, by=user.get("id", ""), by_name=user.get("username", ""))
-        )
+        user = payload.user
+        return self._decide(payload, request, Decision(kind=kind, by=user.id, by_name=user.username))
 
-    def _submit(self, payload: dict[str, Any], user: dict[str, Any]) -> SlackAnswer:
-        view = payload["view"]
-        action = CALLBACKS.get(view.get("callback_id", ""))
+    def _submit(self, payload: ViewSubmission) -> SlackAnswer:
+        view = payload.view
+        action = CALLBACKS.get(view.callback_id)
         if action is None:
             return SlackAnswer(200)
-        request = self._guard(payload, view.get("private_metadata", ""), user, action)
+        request = self._guard(payload, view.private_metadata, action)
         if not isinstance(request, Approval):
             return request if isinstance(request, SlackAnswer) else SlackAnswer(200)
-        values = {
-            block: next(iter(v.values())).get("value") or "" for block, v in view["state"]["values"].items()
-        }
-        decision = Decision(kind=action, by=user.get("id", ""), by_name=user.get("username", ""))  # type: ignore[arg-type]
+        values = view.state.first_values()
+        decision = Decision(kind=action, by=payload.user.id, by_name=payload.user.username)  # type: ignore[arg-type]
         if action == "partial":
             bound = request.partial
             amount = bound.parse(values.get("amount", "")) if bound else None
@@ -115,27 +163,25 @@ class SlackEndpoint:
                 return errors("reply", "Write the reply.")
         return self._decide(payload, request, decision)
 
-    def _guard(
-        self, payload: dict[str, Any], request_id: str, user: dict[str, Any], action: str
-    ) -> PersonRequest | SlackAnswer:
+    def _guard(self, payload: Interaction, request_id: str, action: str) -> PersonRequest | SlackAnswer:
         request = self.approvals.get(request_id) if request_id else None
         if request is None:
-            return self._ephemeral(payload, None, user, "This request no longer exists.")
-        if not self.directory.is_approver(self.policy.approvers_for(request.channel), user.get("id", "")):
-            self._audit(request, "approval:unauthorized", "refused", user, {"attempted": action})
-            return self._ephemeral(payload, request, user, "You are not an approver for this request.")
+            return self._ephemeral(payload, None, "This request no longer exists.")
+        if not self.directory.is_approver(self.policy.approvers_for(request.channel), payload.user.id):
+            self._audit(request, "approval:unauthorized", "refused", payload.user, {"attempted": action})
+            return self._ephemeral(payload, request, "You are not an approver for this request.")
         if request.status != "pending":
-            return self._already(payload, request, user)
+            return self._already(payload, request)
         if request.offer(action) is None:
-            return self._ephemeral(payload, request, user, "That choice is not offered for this request.")
+            return self._ephemeral(payload, request, "That choice is not offered for this request.")
         return request
 
-    def _decide(self, payload: dict[str, Any], request: PersonRequest, decision: Decision) -> SlackAnswer:
-        user = payload.get("user", {})
+    def _decide(self, payload: Interaction, request: PersonRequest, decision: Decision) -> SlackAnswer:
+        user = payload.user
         try:
             request = self.approvals.decide(request.request_id, decision)
         except AlreadyDecided as exc:
-            return self._already(payload, exc.request or request, user)
+            return self._already(payload, exc.request or request)
         hashed = request.args_hash if isinstance(request, Approval) else None
         self._audit(
             request,
@@ -145,11 +191,14 @@ class SlackEndpoint:
             {"amount": decision.amount, "args_hash": hashed},
         )
         if isinstance(request, Approval):
+            token = self.approvals.task_token(request.approval_id)
             try:
-                self.workflow.answer(self.approvals.task_token(request.approval_id) or "", decision)
+                if not token:  # the notifier stores it before posting the buttons: nothing waits to hear
+                    raise TokenRejected("no task token")
+                self.workflow.answer(token, decision)
             except TokenRejected:
                 self._audit(request, "approval:token_rejected", "expired", user, {})
-                return self._ephemeral(payload, request, user, EXPIRED)
+                return self._ephemeral(payload, request, EXPIRED)
         else:
             # No workflow waits on a handoff notice: the agent follows up from its queue directly.
             follow_up = AgentMessage(
@@ -168,32 +217,29 @@ class SlackEndpoint:
                 request.slack_channel or "", request.slack_ts, text, decided_blocks(request, decision, when)
             )
 
-    def _already(self, payload: dict[str, Any], request: PersonRequest, user: dict[str, Any]) -> SlackAnswer:
+    def _already(self, payload: Interaction, request: PersonRequest) -> SlackAnswer:
         made = request.decision
         text = (
             EXPIRED
             if made is None or made.kind == "expired"
             else f"Already decided by <@{made.by}>: {made.kind.replace('_', ' ')}."
         )
-        return self._ephemeral(payload, request, user, text)
+        return self._ephemeral(payload, request, text)
 
-    def _ephemeral(
-        self, payload: dict[str, Any], request: PersonRequest | None, user: dict[str, Any], text: str
-    ) -> SlackAnswer:
-        if payload.get("type") == "view_submission":
-            values = payload.get("view", {}).get("state", {}).get("values", {})
-            return errors(next(iter(values), "reason"), text)
-        channel = (payload.get("channel") or {}).get("id") or (request.slack_channel if request else None)
+    def _ephemeral(self, payload: Interaction, request: PersonRequest | None, text: str) -> SlackAnswer:
+        if isinstance(payload, ViewSubmission):
+            return errors(next(iter(payload.view.state.values), "reason"), text)
+        channel = (payload.channel.id if payload.channel else None) or (
+            request.slack_channel if request else None
+        )
         if channel:
-            self.slack.post_ephemeral(channel, user.get("id", ""), text)
+            self.slack.post_ephemeral(channel, payload.user.id, text)
         return SlackAnswer(200)
 
     def _audit(
-        self, request: PersonRequest, action: str, outcome: str, user: dict[str, Any], details: dict[str, Any]
+        self, request: PersonRequest, action: str, outcome: str, user: SlackUser, details: dict[str, Any]
     ) -> None:
-        entry = draft(
-            f"slack:{user.get('id', '?')}", action, f"approvals/{request.request_id}", "n/a", outcome, details
-        )
+        entry = draft(f"slack:{user.id}", action, f"approvals/{request.request_id}", "n/a", outcome, details)
         self.audit.append(request.session_id, [entry])
 
 
