@@ -49,7 +49,7 @@ CASES = {
     "respond (one tool round)": (
         "Where is my order?",
         [
-            msg(CLASSIFY, use("list_orders", "o", customer_id="cus_jane")),
+            msg(CLASSIFY, use("list_orders", "o")),
             msg(
                 use(
                     "reply_to_customer",
@@ -63,12 +63,11 @@ CASES = {
     "approval (refund)": (
         "Refund my March invoice, you were down 2 days.",
         [
-            msg(CLASSIFY, use("list_invoices", "i", customer_id="cus_jane")),
+            msg(CLASSIFY, use("list_invoices", "i")),
             msg(
                 use(
                     "issue_refund",
                     "f",
-                    customer_id="cus_jane",
                     invoice_id="in_jane_2026_03",
                     amount_cents=19900,
                     reason="outage",

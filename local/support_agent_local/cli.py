@@ -11,7 +11,7 @@ from pathlib import Path
 
 from support_agent.rules.audit import AuditEntry, verify, verify_entries
 from support_agent.rules.dynamodb import DynamoAuditLog
-from support_agent.rules.policy import PolicyError, load_policy
+from support_agent.rules.policy import PolicyError, bound_id, load_policy
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -41,8 +41,16 @@ def _policy_explain(args: argparse.Namespace) -> int:
     except PolicyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    decision = policy.authorize(args.action, args.resource)
-    print(f"{args.action} on {args.resource}: {decision.describe()}")
+    decision = policy.authorize(args.action, args.resource, requester=args.requester)
+    who = f" (requester {args.requester})" if args.requester else ""
+    print(f"{args.action} on {args.resource}{who}: {decision.describe()}")
+    if args.requester is None and policy.binds_requester(args.action):
+        print(
+            "note: rules with {requester} match only the customer record bound to the ticket's requester; "
+            "pass --requester CUSTOMER_ID to see them apply"
+        )
+    elif args.requester is not None and bound_id(args.requester) is None:
+        print(f"note: {args.requester!r} cannot be a bound customer id, so no {{requester}} rule matches it")
     return 0
 
 
@@ -168,6 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("file")
     explain.add_argument("action")
     explain.add_argument("resource")
+    explain.add_argument(
+        "--requester",
+        metavar="CUSTOMER_ID",
+        help="the customer id bound to the ticket's requester, which {requester} in a rule stands for",
+    )
     explain.set_defaults(run=_policy_explain)
 
     audit = sub.add_parser("audit", help="verify and export the audit trail").add_subparsers(

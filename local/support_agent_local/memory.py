@@ -286,15 +286,17 @@ class MemorySlack:
 
 @dataclass
 class MemoryHelpdesk:
-    """Tickets with comments, status and assignee; a reply key is posted once."""
+    """Tickets with comments, status and assignee, by namespaced key (`source:id`); a reply key is posted
+    once."""
 
     tickets: dict[str, dict[str, Any]] = field(default_factory=dict)
     comments: dict[str, list[Comment]] = field(default_factory=dict)
     keys: set[str] = field(default_factory=set)
 
     def ensure_ticket(self, ticket: Ticket) -> None:
+        # Keyed by the namespaced key (`generic:T-1`), as the agent addresses tickets.
         self.tickets.setdefault(
-            ticket.id,
+            ticket.key,
             {"status": "new", "assignee": None, "requester": ticket.requester.email or ticket.requester.id},
         )
 

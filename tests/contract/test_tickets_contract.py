@@ -1,5 +1,6 @@
 """The `Tickets` contract: the same behaviour from the embedded helpdesk (moto) and from Zendesk (the
-adapter over real HTTP to the local stand-in)."""
+adapter over real HTTP to the local stand-in). Tickets are addressed by their namespaced key
+(`zendesk:1001`, `Ticket.key`)."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def _embedded(stack: Any) -> Backend:
             requester=Requester(email="jane.smith@example.com", name="Jane"),
         )
         tickets.ensure_ticket(ticket)
-        return ticket.id
+        return ticket.key
 
     return Backend("embedded", tickets, new_ticket, lambda: EmbeddedTickets("no-such-table"), "")
 
@@ -62,7 +63,7 @@ def _zendesk(fake: FakeZendesk) -> Backend:
         )
 
     def new_ticket() -> str:
-        return fake.create_ticket("Where is my order?", "ORD-5001 has not arrived.", requester)
+        return "zendesk:" + fake.create_ticket("Where is my order?", "ORD-5001 has not arrived.", requester)
 
     return Backend("zendesk", adapter(), new_ticket, lambda: adapter("wrong-token-1234"), fake.token)
 
@@ -106,10 +107,11 @@ def test_writing_to_an_unknown_ticket_is_an_adapter_error_and_creates_nothing(ba
 
 def test_a_known_ticket_has_a_state(backend):
     tid = backend.new_ticket()
+    source, _, number = tid.partition(":")
     backend.tickets.ensure_ticket(
         Ticket(
-            id=tid,
-            source="zendesk",
+            id=number,
+            source=source,
             subject="Where is my order?",
             body="ORD-5001 has not arrived.",
             requester=Requester(email="jane.smith@example.com"),
@@ -172,3 +174,15 @@ def test_a_failing_backend_is_an_adapter_error_with_a_safe_message(backend):
         if backend.secret:
             assert backend.secret not in str(caught.value)
             assert "wrong-token" not in str(caught.value)
+
+
+def test_the_same_id_from_another_source_is_another_ticket(backend):
+    # A generic "1234" is never Zendesk's #1234: its key names no ticket of this helpdesk.
+    tid = backend.new_ticket()
+    backend.tickets.respond(tid, "It ships tomorrow.", "note", "pending", "s1-reply")
+    other = "generic:" + tid.partition(":")[2]
+    assert backend.tickets.list_comments(other) == []
+    assert backend.tickets.get_state(other) == {}
+    with pytest.raises(AdapterError):
+        backend.tickets.add_note(other, "Handed to people.", "s2-handoff")
+    assert ours(backend, tid, public=False) == ["note"]

@@ -49,8 +49,10 @@ def test_approve_runs_the_refund_once_and_replies(world):
     sid, approval_id = refund_ticket(stack, poller)
     post = slack.of("chat.postMessage")[0]
     assert "Support Escalation — Ticket #4829" in post["text"]
-    assert "Jane Smith (Premium, 18mo, $4,200 LTV)" in post["text"]
-    assert "Full refund of $199" in post["text"]
+    # The account it acts on, in full, and the exact amount and invoice.
+    assert "Jane Smith · cus_jane · jane.smith@example.com · Premium, 18mo, $4,200 LTV" in post["text"]
+    assert "Target account: “Jane Smith · cus_jane · jane.smith@example.com”" in post["text"]
+    assert "Full refund of $199" in post["text"] and "Amount: “$199 — full refund”" in post["text"]
     buttons = [e for b in post["blocks"] if b["type"] == "actions" for e in b["elements"]]
     assert [b["action_id"] for b in buttons] == ["approve", "partial", "deny", "reply_manually"]
     assert all(b["value"] == approval_id for b in buttons)
@@ -195,7 +197,9 @@ def test_reply_manually_posts_human_text(world):
     poller.settle(sid)
     assert stack.sessions().get(sid).replies[-1] == text
     public = [
-        c.body for c in EmbeddedTickets(stack.ref("EmbeddedDataTable")).list_comments("4829") if c.public
+        c.body
+        for c in EmbeddedTickets(stack.ref("EmbeddedDataTable")).list_comments("zendesk:4829")
+        if c.public
     ]
     assert public[-1] == text
     assert refunds(stack) == []

@@ -50,7 +50,10 @@ def test_handoff_posted_with_its_buttons(stack):
     assert post["text"].startswith("Support Handoff — Ticket #H-1")
     buttons = [e["action_id"] for b in post["blocks"] if b["type"] == "actions" for e in b["elements"]]
     assert buttons == ["take_over", "send_draft"]
-    assert EmbeddedTickets(stack.ref("EmbeddedDataTable")).get_state("H-1")["assignee"] == "tier-2-humans"
+    assert (
+        EmbeddedTickets(stack.ref("EmbeddedDataTable")).get_state("generic:H-1")["assignee"]
+        == "tier-2-humans"
+    )
 
 
 def test_send_draft_posts_once_and_closes(stack):
@@ -61,7 +64,9 @@ def test_send_draft_posts_once_and_closes(stack):
     session = stack.sessions().get(sid)
     assert session.state is SessionState.CLOSED
     public = [
-        c.body for c in EmbeddedTickets(stack.ref("EmbeddedDataTable")).list_comments("H-1") if c.public
+        c.body
+        for c in EmbeddedTickets(stack.ref("EmbeddedDataTable")).list_comments("generic:H-1")
+        if c.public
     ]
     assert public == [session.escalation.draft_reply]
     assert "Agent's draft sent by <@U0APPROVER1>" in stack.slack.of("chat.update")[-1]["text"]
@@ -70,7 +75,13 @@ def test_send_draft_posts_once_and_closes(stack):
     boto3.client("sqs").send_message(QueueUrl=stack.queue_url("AgentQueue"), MessageBody=json.dumps(message))
     Poller(stack).run_until_quiet()
     assert (
-        len([c for c in EmbeddedTickets(stack.ref("EmbeddedDataTable")).list_comments("H-1") if c.public])
+        len(
+            [
+                c
+                for c in EmbeddedTickets(stack.ref("EmbeddedDataTable")).list_comments("generic:H-1")
+                if c.public
+            ]
+        )
         == 1
     )
 
@@ -80,6 +91,8 @@ def test_take_over_assigns_the_person(stack):
     notice_id = stack.sessions().get(sid).notice_id
     click(stack, notice_id, "take_over", user="U0LEAD")
     tickets = EmbeddedTickets(stack.ref("EmbeddedDataTable"))
-    Poller(stack).run_until(lambda: tickets.get_state("H-1")["assignee"] == "slack:U0LEAD")
-    assert EmbeddedTickets(stack.ref("EmbeddedDataTable")).get_state("H-1")["assignee"] == "slack:U0LEAD"
+    Poller(stack).run_until(lambda: tickets.get_state("generic:H-1")["assignee"] == "slack:U0LEAD")
+    assert (
+        EmbeddedTickets(stack.ref("EmbeddedDataTable")).get_state("generic:H-1")["assignee"] == "slack:U0LEAD"
+    )
     assert stack.sessions().get(sid).state is SessionState.HANDOFF

@@ -110,7 +110,9 @@ def test_every_agent_sample_event(stack, name):
 def test_redelivered_start_does_nothing_twice(stack):
     run_sample(stack, "agent_step_start_redelivered.json")
     sid = session_id_for("generic", "evt_0001")
-    replies = [c for c in EmbeddedTickets(stack.ref("EmbeddedDataTable")).list_comments("T-1001") if c.public]
+    replies = [
+        c for c in EmbeddedTickets(stack.ref("EmbeddedDataTable")).list_comments("generic:T-1001") if c.public
+    ]
     assert len(replies) == 1
     assert sum(1 for a, _ in audit_actions(stack, sid) if a == "session:claim") == 1
 
@@ -121,7 +123,7 @@ def test_offline_reply_is_grounded_in_the_customers_order(agent_env):
     assert result.outcome == "respond"
     s = session(agent_env, sid)
     assert "ORD-5001" in s.replies[0] and "1Z999AA10123456784" in s.replies[0]
-    state = EmbeddedTickets(agent_env.ref("EmbeddedDataTable")).get_state(f"T-{'evt_x'}")
+    state = EmbeddedTickets(agent_env.ref("EmbeddedDataTable")).get_state("generic:T-evt_x")
     assert state["status"] == "solved"
     assert verify(agent_env.audit(), sid).ok
 
@@ -130,7 +132,7 @@ def test_replay_respond_with_cache_marked_prefix(agent_env):
     sid = new_session(agent_env, "Where is my order?")
     replay = ReplayProvider(
         [
-            msg(CLASSIFY, use("list_orders", "toolu_o", customer_id="cus_jane")),
+            msg(CLASSIFY, use("list_orders", "toolu_o")),
             msg(REPLY, stop="tool_use"),
         ]
     )
@@ -159,7 +161,6 @@ def test_model_asking_for_refund_gets_approval_not_refund(agent_env):
                 use(
                     "issue_refund",
                     "toolu_f",
-                    customer_id="cus_jane",
                     invoice_id="in_jane_2026_03",
                     amount_cents=19900,
                     reason="outage",
@@ -187,12 +188,12 @@ def test_denied_tool_is_refused_audited_and_loop_goes_on(agent_env, monkeypatch)
     from support_agent.rules.policy import parse_policy
 
     text = open(agent_env.function_environment("AgentStepFunction")["POLICY_FILE"]).read()
-    policy = parse_policy(text.replace("  - billing:read on customers/*\n", ""))
+    policy = parse_policy(text.replace("  - billing:read on customers/{requester}\n", ""))
     monkeypatch.setattr("support_agent.composition.cached_policy", lambda _p: policy)
     sid = new_session(agent_env, "Can I get my invoice?")
     replay = ReplayProvider(
         [
-            msg(CLASSIFY, use("list_invoices", "toolu_i", customer_id="cus_jane")),
+            msg(CLASSIFY, use("list_invoices", "toolu_i")),
             msg(REPLY),
         ]
     )
@@ -235,12 +236,15 @@ def test_prompt_injection_changes_nothing(agent_env):
 
 
 def test_identity_mismatch_hands_off(agent_env):
+    # The ticket names cus_jane but comes from someone else: the hint is not an override.
     sid = new_session(
         agent_env, "Please reset my password", email="someone.else@example.com", customer_id="cus_jane"
     )
-    replay = ReplayProvider([msg(CLASSIFY, use("send_password_reset", "toolu_p", customer_id="cus_jane"))])
+    replay = ReplayProvider([msg(CLASSIFY, use("send_password_reset", "toolu_p"))])
     result = run(agent_env, sid, replay)
     assert result.outcome == "handoff" and result.reason == "identity_mismatch"
+    assert replay.requests == []  # decided before the model saw the ticket
+    assert session(agent_env, sid).requester.status == "hint_mismatch"
 
 
 def test_token_budget_exhausted_hands_off(agent_env, monkeypatch):
@@ -299,7 +303,7 @@ def test_model_timeout_hands_off(agent_env, monkeypatch):
 
 
 def test_real_sdk_request_carries_cache_control_and_tools(agent_env):
-    responses = iter([msg(CLASSIFY, use("list_orders", "toolu_o", customer_id="cus_jane")), msg(REPLY)])
+    responses = iter([msg(CLASSIFY, use("list_orders", "toolu_o")), msg(REPLY)])
     provider, seen = _sdk_provider(lambda r: httpx2.Response(200, json=next(responses)))
     sid = new_session(agent_env, "Where is my order?")
     assert run(agent_env, sid, provider).outcome == "respond"

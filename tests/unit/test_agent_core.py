@@ -72,9 +72,9 @@ def test_order_question_is_answered_from_the_customers_own_order(world):
     result = world.runner(OfflineProvider()).start(sid)
     # Then it replies with the order's tracking, solves the ticket, and the trail verifies
     assert result.outcome == "respond"
-    reply = world.helpdesk.public_replies("T-1")[0]
+    reply = world.helpdesk.public_replies("generic:T-1")[0]
     assert "ORD-5001" in reply and "1Z999AA10123456784" in reply
-    assert world.helpdesk.tickets["T-1"]["status"] == "solved"
+    assert world.helpdesk.tickets["generic:T-1"]["status"] == "solved"
     assert world.sessions.get(sid).state is SessionState.RESPONDED
     assert verify(world.audit, sid).ok
 
@@ -108,7 +108,7 @@ def test_approved_refund_runs_once_and_the_customer_hears(world):
     assert [(r.invoice_id, r.amount_cents, r.idempotency_key) for r in world.customers.refunds.values()] == [
         ("in_jane_2026_03", 19900, approval.approval_id)
     ]
-    assert "refunded $199" in world.helpdesk.public_replies("T-1")[0]
+    assert "refunded $199" in world.helpdesk.public_replies("generic:T-1")[0]
     assert world.sessions.get(sid).actions[-1]["approved_by"] == "lee"
     assert verify(world.audit, sid).ok
 
@@ -135,7 +135,7 @@ def test_denial_reason_reaches_the_customer_and_nothing_runs(world):
     reason = "the outage credit was already applied to your April invoice"
     approval = decide(world, waiting_approval(world, sid), Decision(kind="deny", by="U1", reason=reason))
     assert runner.resume(sid, approval.approval_id, approval.decision).outcome == "respond"
-    assert reason in world.helpdesk.public_replies("T-1")[0]
+    assert reason in world.helpdesk.public_replies("generic:T-1")[0]
     assert world.customers.refunds == {}
 
 
@@ -148,7 +148,7 @@ def test_expiry_hands_the_ticket_to_people_and_a_late_decision_does_nothing(worl
     late = decide(world, approval, Decision(kind="approve", by="U1"))
     assert runner.resume(sid, approval.approval_id, late.decision).outcome == "skipped"
     assert world.customers.refunds == {}
-    assert world.helpdesk.tickets["T-1"]["assignee"] == "tier-2-humans"
+    assert world.helpdesk.tickets["generic:T-1"]["assignee"] == "tier-2-humans"
 
 
 def test_workflow_down_hands_off_instead_of_waiting_forever(world):
@@ -166,11 +166,10 @@ def test_sibling_calls_of_a_gated_call_are_answered_so_the_conversation_stays_va
         [
             msg(
                 CLASSIFY,
-                use("list_invoices", "toolu_i", customer_id="cus_jane"),
+                use("list_invoices", "toolu_i"),
                 use(
                     "issue_refund",
                     "toolu_r",
-                    customer_id="cus_jane",
                     invoice_id="in_jane_2026_03",
                     amount_cents=19900,
                     reason="47-hour outage",
@@ -242,14 +241,14 @@ def test_handoff_notice_follow_up_sends_the_draft_once(world):
     world.approvals.decide(session.notice_id, Decision(kind="send_draft", by="U1"))
     assert runner.follow_up(sid, session.notice_id).outcome == "respond"
     assert runner.follow_up(sid, session.notice_id).outcome == "skipped"
-    assert world.helpdesk.public_replies("T-1") == [session.escalation.draft_reply]
+    assert world.helpdesk.public_replies("generic:T-1") == [session.escalation.draft_reply]
     assert world.sessions.get(sid).state is SessionState.CLOSED
 
 
 def test_a_ticket_a_person_answered_meanwhile_is_left_to_them(world):
     sid = world.ticket("Where is my order ORD-5001?", subject="Order status", customer_id="cus_jane")
-    world.helpdesk.reply_as_staff("T-1", "Hi Jane, I checked: it arrives tomorrow. — Lee")
+    world.helpdesk.reply_as_staff("generic:T-1", "Hi Jane, I checked: it arrives tomorrow. — Lee")
     result = world.runner(OfflineProvider()).start(sid)
     assert (result.outcome, result.reason) == ("handoff", "answered_by_a_person")
-    assert world.helpdesk.public_replies("T-1") == ["Hi Jane, I checked: it arrives tomorrow. — Lee"]
+    assert world.helpdesk.public_replies("generic:T-1") == ["Hi Jane, I checked: it arrives tomorrow. — Lee"]
     assert "ORD-5001" in world.sessions.get(sid).escalation.draft_reply

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import Field
 from support_agent.agent.llm import ReplayProvider
-from support_agent.agent.tools import TOOLS, ApprovalSpec, CustomerArgs, Tool, ToolContext
+from support_agent.agent.tools import TOOLS, ApprovalSpec, Args, Tool, ToolContext
 from support_agent.models import Approval, NotifyMessage
 from support_agent.rules.policy import parse_policy
 from support_agent_local import slack_requests
@@ -18,7 +18,7 @@ from support_agent_local.memory import MemoryWorld
 
 from tests.helpers import ROOT
 
-RULE = """  - billing:extend_trial on customers/*:
+RULE = """  - billing:extend_trial on customers/{requester}:
       requires_approval: true
       approval_channel: slack:#support-escalations
 """
@@ -29,7 +29,7 @@ def policy_with_rule() -> Any:
     return parse_policy(text.replace("policies:\n", "policies:\n" + RULE, 1))
 
 
-class TrialArgs(CustomerArgs):
+class TrialArgs(Args):
     days: int = Field(gt=0, le=90, description="days to add to the trial")
 
 
@@ -46,14 +46,14 @@ class TrialDesk:
 
 def trial_tool(desk: TrialDesk) -> Tool:
     def run(ctx: ToolContext, a: TrialArgs) -> Any:
-        return desk.extend(a.customer_id, a.days, ctx.key("extend_trial", a))
+        return desk.extend(ctx.bound, a.days, ctx.key("extend_trial", a))
 
     return Tool(
         "extend_trial",
         "Extend the customer's trial by some days. Needs a person's approval.",
         TrialArgs,
         "billing:extend_trial",
-        lambda c, a: f"customers/{a.customer_id}",
+        lambda c, a: f"customers/{c.bound}",
         run,
         approval=ApprovalSpec(
             noun="Extension",
@@ -61,6 +61,7 @@ def trial_tool(desk: TrialDesk) -> Tool:
             partial="days",
             partial_label="extension",
         ),
+        bound=True,  # the requester's own account: the model names no customer
     )
 
 
@@ -87,7 +88,7 @@ def script() -> ReplayProvider:
         "type": "tool_use",
         "id": "toolu_t",
         "name": "extend_trial",
-        "input": {"customer_id": "cus_jane", "days": 30},
+        "input": {"days": 30},
     }
     reply = {
         "type": "tool_use",
@@ -136,5 +137,5 @@ def test_a_new_gated_tool_goes_through_approval_partial_and_deny(click, submissi
     assert decided.decision is not None and decided.decision.kind == click
     # The agent carries it out: exactly the decided parameters, once.
     assert runner.resume(sid, approval.approval_id, decided.decision).outcome == "respond"
-    assert [days for _c, days in desk.extended.values()] == ([extended] if extended else [])
+    assert list(desk.extended.values()) == ([("cus_jane", extended)] if extended else [])
     assert list(desk.extended) in ([], [approval.approval_id])

@@ -39,7 +39,8 @@ def seed():
     ],
 )
 def test_seed_policy_decisions(seed, action, resource, effect):
-    assert seed.authorize(action, resource).effect is effect
+    # The customer rules name {requester}: here the requester is bound to cus_1.
+    assert seed.authorize(action, resource, requester="cus_1").effect is effect
 
 
 def test_default_deny_names_no_rule(seed):
@@ -49,10 +50,11 @@ def test_default_deny_names_no_rule(seed):
 
 
 def test_approval_carries_channel_and_rule(seed):
-    decision = seed.authorize("billing:refund", "customers/c1")
+    decision = seed.authorize("billing:refund", "customers/c1", requester="c1")
     assert decision.approval_channel == "slack:#support-escalations"
-    assert decision.rule is not None and decision.rule.text == "billing:refund on customers/*"
+    assert decision.rule is not None and decision.rule.text == "billing:refund on customers/{requester}"
     assert decision.rule.line == 14
+    assert decision.describe().endswith("({requester} = c1)")
 
 
 def test_explicit_deny_beats_allow_in_any_order():

@@ -9,7 +9,7 @@ import pytest
 from support_agent.agent.offline import OfflineProvider
 from support_agent.models import AgentMessage, Approval
 from support_agent.rules.policy import load_policy
-from support_agent.slack.render import blocks, escape
+from support_agent.slack.render import blocks, escape, plain_text
 from support_agent_local import slack_requests
 from support_agent_local.memory import MemoryWorld
 
@@ -143,9 +143,23 @@ def test_customer_text_cannot_mention_people_or_forge_links(world):
             )
         }
     )
-    section = blocks(hostile)[1]["text"]["text"]
-    assert "<!channel>" not in section and "<https://evil" not in section
+    # Customer text is only ever plain_text (which Slack never formats); no mrkdwn text carries it.
+    texts = [t for block in blocks(hostile) for t in text_objects(block)]
+    mrkdwn = " ".join(t["text"] for t in texts if t["type"] == "mrkdwn")
+    assert "<!channel>" not in mrkdwn and "<https://evil" not in mrkdwn
+    assert any(t["type"] == "plain_text" and "<!channel>" in t["text"] for t in texts)
+    assert "<!channel>" not in plain_text(hostile)
     assert escape("<!here> & <@U1>") == "&lt;!here&gt; &amp; &lt;@U1&gt;"
+
+
+def text_objects(node: object) -> list[dict]:
+    """Every text object (mrkdwn or plain_text) in a Block Kit structure."""
+    if isinstance(node, dict):
+        found = [node] if node.get("type") in {"mrkdwn", "plain_text"} and "text" in node else []
+        return found + [t for value in node.values() for t in text_objects(value)]
+    if isinstance(node, list):
+        return [t for item in node for t in text_objects(item)]
+    return []
 
 
 def test_reminders_then_expiry_answer_the_task_as_expired(world):

@@ -48,6 +48,31 @@ class Ticket(Strict):
     url: str | None = None
     created_at: str | None = None
 
+    @property
+    def key(self) -> str:
+        """The ticket's id namespaced by its source (`zendesk:4829`): how the agent addresses the helpdesk
+        and its history, so a generic ticket "4829" is never Zendesk's #4829."""
+        return f"{self.source}:{self.id}"
+
+
+BindingStatus = Literal["bound", "no_record", "hint_mismatch", "unsafe_address"]
+
+
+class RequesterBinding(BaseModel):
+    """The ticket's requester as the CRM knows them, resolved once per session (`agent.identity`).
+
+    `customer_id` is set only when bound: the one record whose address is the requester's mailbox. Every
+    customer-data tool acts on that record and no other; the policy's `{requester}` stands for it.
+    """
+
+    model_config = ConfigDict(defer_build=True)
+
+    mailbox: str = Field(max_length=320)  # the requester's address, NFKC + casefold (as given if unsafe)
+    status: BindingStatus
+    customer_id: str | None = None
+    hint: str | None = None  # the ticket's customer_id, a hint that had to match
+    detail: str = ""
+
 
 class SessionState(StrEnum):
     QUEUED = "queued"
@@ -73,6 +98,7 @@ class Session(BaseModel):
     turns: int = 0
     approval_id: str | None = None
     notice_id: str | None = None
+    requester: RequesterBinding | None = None  # resolved once, when the session first runs
     outcome: str | None = None
     route: str | None = None
     escalation: Escalation | None = None
@@ -117,12 +143,22 @@ class CustomerSummary(BaseModel):
     lifetime_value_cents: int
 
 
+class Detail(BaseModel):
+    """One exact parameter of an action people decide on, as they read it ("Amount", "$50 …")."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    label: str
+    value: str
+
+
 class Escalation(BaseModel):
     """The context people get with an approval request or a handoff (Slack and the helpdesk note)."""
 
     model_config = ConfigDict(defer_build=True)
 
     ticket_id: str
+    source: str = ""
     ticket_url: str | None = None
     subject: str = ""
     requester: str = ""
@@ -132,6 +168,9 @@ class Escalation(BaseModel):
     issue: str = ""
     agent_notes: str = ""
     recommendation: str = ""
+    target: CustomerSummary | None = None  # the account an approval acts on (name, id, e-mail)
+    details: list[Detail] = Field(default_factory=list)  # the exact parameters: amount, invoice, …
+    warnings: list[str] = Field(default_factory=list)  # e.g. the target is not the requester's account
     draft_reply: str = ""
 
 

@@ -75,8 +75,10 @@ class EmbeddedTickets(_Table):
     """A minimal helpdesk: tickets, public replies, internal notes, status and assignment."""
 
     def ensure_ticket(self, ticket: Ticket) -> None:
+        # Tickets of every source share this helpdesk: each lives under its namespaced key (`zendesk:4829`),
+        # which is the id every other method takes, so a generic "4829" never reads Zendesk's #4829.
         self.put(
-            f"TICKET#{ticket.id}",
+            f"TICKET#{ticket.key}",
             "TICKET",
             {
                 "subject": ticket.subject,
@@ -321,9 +323,10 @@ def seed(table: str, path: Path = SAMPLE_DATA, client: DynamoDBClient | None = N
         store.put(f"CUSTOMER#{i['customer_id']}", f"INVOICE#{i['id']}", i)
         count += 1
     for t in data["tickets"]:
-        store.put(f"TICKET#{t['id']}", "TICKET", {"subject": t["subject"], "status": t["status"]})
+        key = f"TICKET#{t.get('source', 'generic')}:{t['id']}"  # namespaced, as `Ticket.key`
+        store.put(key, "TICKET", {"subject": t["subject"], "status": t["status"]})
         for n, comment in enumerate(t["comments"]):
-            store.put(f"TICKET#{t['id']}", f"COMMENT#{comment['created_at']}#{n}", comment)
+            store.put(key, f"COMMENT#{comment['created_at']}#{n}", comment)
         count += 1 + len(t["comments"])
     return count
 

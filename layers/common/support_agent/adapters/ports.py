@@ -13,6 +13,10 @@ class AdapterError(Exception):
 
 
 class Tickets(Protocol):
+    """A helpdesk. Tickets are addressed by their namespaced key, `Ticket.key` (`zendesk:4829`), so tickets
+    of different sources with the same id never share a history; a key of a source the helpdesk does not
+    serve names no ticket."""
+
     def ensure_ticket(self, ticket: Ticket) -> None: ...
     def list_comments(self, ticket_id: str) -> list[Comment]: ...
     def respond(self, ticket_id: str, reply: str, note: str, status: str, idempotency_key: str) -> None:

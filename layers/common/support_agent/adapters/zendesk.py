@@ -201,9 +201,11 @@ class ZendeskTickets:
     # --- reads -----------------------------------------------------------------------------------------
 
     def _tid(self, ticket_id: str) -> str:
-        if not ticket_id.isdigit():
+        """The Zendesk id of `zendesk:4829` (or a bare `4829`); a key of another source is none of ours."""
+        source, _, number = ticket_id.rpartition(":")
+        if source not in {"", "zendesk"} or not number.isdigit():
             raise NotFound(f"Zendesk: {ticket_id!r} is not a Zendesk ticket id")
-        return ticket_id
+        return number
 
     def ticket(self, ticket_id: str) -> dict[str, Any]:
         """The raw ticket (raises NotFound, an AdapterError, for an unknown id)."""
@@ -213,8 +215,9 @@ class ZendeskTickets:
         return ticket
 
     def ensure_ticket(self, ticket: Ticket) -> None:
-        """Zendesk tickets exist before we hear of them: check it is there (and not closed)."""
-        found = self.ticket(ticket.id)
+        """Zendesk tickets exist before we hear of them: check it is there (and not closed). A ticket from
+        another source is not a Zendesk ticket, whatever its id."""
+        found = self.ticket(ticket.key)
         if found.get("status") == "closed":
             raise AdapterError(f"Zendesk: ticket {ticket.id} is closed")
 

@@ -14,7 +14,7 @@ from typing import Any
 from support_agent.adapters.ports import Adapters
 from support_agent.agent.loop import HandOff, Outcome, Respond, Run, tool_result
 from support_agent.agent.outcomes import RunResult
-from support_agent.agent.tools import args_hash
+from support_agent.agent.tools import TARGET, args_hash
 from support_agent.models import Approval, Decision, HandoffNotice, Session, SessionState
 from support_agent.rules.audit import Journal
 from support_agent.rules.policy import Policy
@@ -70,13 +70,16 @@ def answer_pending(run: Run, approval: Approval, args: dict[str, Any], content: 
     """Show the model the decided parameters (not the proposed ones) and the result of the decision.
 
     The result joins the user message that answered the other calls of the same turn, so every tool_use
-    of that turn is answered in the next message, as the Messages API requires.
+    of that turn is answered in the next message, as the Messages API requires. A bound tool's target
+    account is the executor's, not an argument the model gave, so the model is not shown it.
     """
+    tool = run.executor.tools.get(approval.tool)
+    shown = {k: v for k, v in args.items() if k != TARGET} if tool is not None and tool.bound else args
     for message in reversed(run.messages):
         if message["role"] == "assistant" and not isinstance(message["content"], str):
             for block in message["content"]:
                 if block.get("type") == "tool_use" and block.get("id") == approval.tool_use_id:
-                    block["input"] = args
+                    block["input"] = shown
             break
     result = tool_result(approval.tool_use_id, content, error)
     last = run.messages[-1] if run.messages else None
@@ -99,13 +102,16 @@ class HandoffFollowUps:
     ) -> RunResult:
         ticket = session.ticket
         if made.kind == "take_over":
-            self.adapters.tickets.assign(ticket.id, f"slack:{made.by}")
-            journal.record("tickets:assign", f"tickets/{ticket.id}", "human decision", "taken_over")
+            self.adapters.tickets.assign(ticket.key, f"slack:{made.by}")
+            journal.record("tickets:assign", f"tickets/{ticket.key}", "human decision", "taken_over")
             journal.flush()
             return RunResult("handoff", f"taken over by {made.who}")
-        draft = session.escalation.draft_reply if session.escalation else ""
+        # Only the draft people were shown, and only when the notice offered to send it.
+        draft = notice.escalation.draft_reply
+        stored = session.escalation.draft_reply if session.escalation else ""
         verdict = self.policy.authorize("tickets:respond", f"queue/{ticket.queue}")
-        if made.kind != "send_draft" or not draft or not verdict.allowed:
+        offered = notice.offer("send_draft") is not None
+        if made.kind != "send_draft" or not draft or draft != stored or not offered or not verdict.allowed:
             return RunResult("skipped", "nothing to send")
         journal.record("tickets:respond", f"queue/{ticket.queue}", verdict.describe(), "draft_sent")
         # Closing first makes the send at most once: a redelivered message finds the session closed.
@@ -121,5 +127,5 @@ class HandoffFollowUps:
         except TransitionRefused:
             return RunResult("skipped", "session already closed")
         note = f"Agent's draft sent by {made.who}."
-        self.adapters.tickets.respond(ticket.id, draft, note, "solved", f"{session.session_id}-draft")
+        self.adapters.tickets.respond(ticket.key, draft, note, "solved", f"{session.session_id}-draft")
         return RunResult("respond", f"draft sent by {made.who}")

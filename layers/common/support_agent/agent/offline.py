@@ -189,7 +189,7 @@ class _State:
         cid = self.customer.get("id")
         category = self.category
         if cid and category in {"order_status", "shipping", "order_change"}:
-            blocks.append(self.use("list_orders", customer_id=cid))
+            blocks.append(self.use("list_orders"))
         if cid and category in {
             "invoice_request",
             "billing_question",
@@ -197,7 +197,7 @@ class _State:
             "billing_dispute",
             "refund_status",
         }:
-            blocks.append(self.use("list_invoices", customer_id=cid))
+            blocks.append(self.use("list_invoices"))
         query = f"{self.ticket.get('subject', '')} {self.ticket.get('body', '')}"[:280]
         if category == "refund_request":
             query = f"outage incident SLA refund {query}"[:280]
@@ -224,20 +224,18 @@ class _State:
         if category == "account_deletion" and cid:
             return [
                 self.say("The requester's email matches the account owner. Deletion is irreversible."),
-                self.use(
-                    "delete_account", customer_id=cid, reason="Account owner asked for deletion by email."
-                ),
+                self.use("delete_account", reason="Account owner asked for deletion by email."),
             ]
         if self.triage.get("route") == "escalate" or (
             not cid and category in {"password_reset", "profile_update"}
         ):
             return [self.handoff(f"Guard category: {category}.")]
         if category == "password_reset":
-            return [self.use("send_password_reset", customer_id=cid)]
+            return [self.use("send_password_reset")]
         if category == "profile_update":
             change = self.profile_change()
             if change:
-                return [self.use("update_profile", customer_id=cid, **change)]
+                return [self.use("update_profile", **change)]
         return [self.reply(self.answer(category))]
 
     def handoff(self, reason: str) -> dict[str, Any]:
@@ -286,7 +284,6 @@ class _State:
             self.say(note),
             self.use(
                 "issue_refund",
-                customer_id=self.customer["id"],
                 invoice_id=invoice["id"],
                 amount_cents=amount,
                 reason=reason[:500],

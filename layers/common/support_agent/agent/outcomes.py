@@ -12,17 +12,43 @@ from typing import Any, Literal
 from support_agent.adapters.ports import Adapters
 from support_agent.agent.escalation import escalation_for, issue_of
 from support_agent.agent.loop import AwaitApproval, HandOff, Outcome, Respond, Run
-from support_agent.agent.tools import HUMAN_GROUP, TOOLS_BY_NAME, ApprovalSpec, Tool
+from support_agent.agent.tools import HUMAN_GROUP, TARGET, TOOLS_BY_NAME, ApprovalSpec, Tool
 from support_agent.messaging import ApprovalWorkflow, Queue
-from support_agent.models import Approval, HandoffNotice, NotifyMessage, Offer, PersonRequest, SessionState
+from support_agent.models import (
+    Approval,
+    Customer,
+    HandoffNotice,
+    NotifyMessage,
+    Offer,
+    PersonRequest,
+    SessionState,
+)
 from support_agent.rules.policy import Policy
 from support_agent.rules.sessions import SessionChange, SessionCommitter
+from support_agent.slack.render import draft_fits
 
 ResultKind = Literal["respond", "approval", "handoff", "skipped"]
-HANDOFF_OFFERS = [
-    Offer(kind="take_over", label="Take over", style="primary"),
-    Offer(kind="send_draft", label="Send agent's draft"),
-]
+TAKE_OVER = Offer(kind="take_over", label="Take over", style="primary")
+SEND_DRAFT = Offer(kind="send_draft", label="Send agent's draft")
+NOTE_LIMIT = 2000  # the handoff note's reason and summary; the draft follows in full
+
+
+def handoff_offers(draft: str) -> list[Offer]:
+    """Send agent's draft only when there is one and people can read all of it in the notice."""
+    return [TAKE_OVER, SEND_DRAFT] if draft.strip() and draft_fits(draft) else [TAKE_OVER]
+
+
+def handoff_note(reason: str, summary: str, draft: str) -> str:
+    """The helpdesk note: why, what the agent found, and its draft in full (what Send agent's draft sends)."""
+    note = f"Handed to people: {reason}. {summary}".strip()[:NOTE_LIMIT]
+    if draft.strip():
+        how = (
+            "“Send agent's draft” in Slack sends exactly this"
+            if draft_fits(draft)
+            else "too long to show in Slack, so it cannot be sent from there"
+        )
+        note += f"\n\nAgent's draft ({how}):\n-----\n{draft}\n-----"
+    return note
 
 
 @dataclass
@@ -56,15 +82,15 @@ class OutcomeWriter:
 
     def respond(self, run: Run, reply: Respond) -> RunResult:
         ticket = run.session.ticket
-        if self.adapters.tickets.already_answered_by_human(ticket.id):
+        if self.adapters.tickets.already_answered_by_human(ticket.key):
             # A person answered while the agent worked: the ticket is theirs, the agent's text a draft.
             return self.handoff(
                 run, HandOff("answered_by_a_person", "a person replied first", draft=reply.body)
             )
         run.journal.flush()  # the allow decision is durable before the customer sees anything
         note = reply.note or "Answered by the support agent."
-        self.adapters.tickets.respond(ticket.id, reply.body, note, reply.status, f"{run.sid}-reply")
-        run.journal.record("tickets:respond", f"tickets/{ticket.id}", "n/a", reply.status)
+        self.adapters.tickets.respond(ticket.key, reply.body, note, reply.status, f"{run.sid}-reply")
+        run.journal.record("tickets:respond", f"tickets/{ticket.key}", "n/a", reply.status)
         self._commit(
             run,
             SessionState.RESPONDED,
@@ -76,13 +102,14 @@ class OutcomeWriter:
 
     def handoff(self, run: Run, handoff: HandOff) -> RunResult:
         ticket = run.session.ticket
-        verdict = self.policy.authorize("tickets:assign", f"tickets/{ticket.id}")
-        run.journal.record("tickets:assign", f"tickets/{ticket.id}", verdict.describe(), handoff.reason)
+        resource = f"tickets/{ticket.key}"
+        verdict = self.policy.authorize("tickets:assign", resource, requester=run.ctx.customer_id)
+        run.journal.record("tickets:assign", resource, verdict.describe(), handoff.reason)
         run.journal.flush()
         if verdict.allowed:
-            note = f"Handed to people: {handoff.reason}. {handoff.summary}".strip()
-            self.adapters.tickets.add_note(ticket.id, note[:2000], f"{run.sid}-handoff")
-            self.adapters.tickets.assign(ticket.id, HUMAN_GROUP)
+            note = handoff_note(handoff.reason, handoff.summary, handoff.draft)
+            self.adapters.tickets.add_note(ticket.key, note, f"{run.sid}-handoff")
+            self.adapters.tickets.assign(ticket.key, HUMAN_GROUP)
         escalation = escalation_for(
             run,
             issue=handoff.summary or handoff.reason,
@@ -98,9 +125,9 @@ class OutcomeWriter:
                 session_id=run.sid,
                 channel=channel,
                 escalation=escalation,
-                offers=HANDOFF_OFFERS,
+                offers=handoff_offers(handoff.draft),
             )
-        run.journal.record("session:handoff", f"tickets/{ticket.id}", "n/a", handoff.reason)
+        run.journal.record("session:handoff", resource, "n/a", handoff.reason)
         self._commit(
             run,
             SessionState.HANDOFF,
@@ -124,7 +151,11 @@ class OutcomeWriter:
         spec = tool.approval if tool and tool.approval else _generic_spec(pending.tool)
         lookup = run.executor.lookup
         escalation = escalation_for(
-            run, issue=issue_of(run), recommendation=spec.describe(pending.args, lookup)
+            run,
+            issue=issue_of(run),
+            recommendation=spec.describe(pending.args, lookup),
+            target=self._target(run, pending.args),
+            details=spec.details(pending.args, lookup) if spec.details else None,
         )
         approval = Approval(
             approval_id=approval_id,
@@ -171,15 +202,24 @@ class OutcomeWriter:
             return self.handoff(run, HandOff("approval_workflow_unavailable", str(exc)[:200]))
         return RunResult("approval", pending.tool, approval_id)
 
+    def _target(self, run: Run, args: dict[str, Any]) -> Customer | None:
+        """The account an approval acts on: the record its arguments name (the bound one for bound tools)."""
+        customer_id = args.get(TARGET)
+        if not isinstance(customer_id, str):
+            return None
+        return run.ctx.customers.get(customer_id) or self.adapters.crm.get_customer(customer_id)
+
     def _commit(
         self, run: Run, new: SessionState, request: PersonRequest | None = None, **fields: Any
     ) -> None:
-        """The outcome's one write; afterwards the run knows the session's new state."""
+        """The outcome's one write; afterwards the run knows the session's new state (and, from the first
+        run on, who the requester is)."""
         fields = {
             "tokens_used": run.tokens_used,
             "turns": run.turns,
             "route": run.triage.route,
             "actions": run.actions,
+            **({"requester": run.ctx.requester} if run.ctx.requester is not None else {}),
             **fields,
         }
         change = SessionChange(run.sid, run.state, new, run.journal.drain(), fields, request)

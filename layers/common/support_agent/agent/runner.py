@@ -1,6 +1,11 @@
 """The agent's entry points: start a queued session, carry out a decision, expire a request, follow up a
 handoff. Each claims the session with a guarded move, runs the turn loop where there is thinking to do,
 and hands the typed outcome to `OutcomeWriter`, which commits it once.
+
+A new session first binds the requester to their customer record (`agent.identity`), once; the binding is
+stored with the session and every later run uses it. A requester whose address could pass for another
+mailbox, or whose ticket names a customer that is not theirs, goes to people before the model sees
+anything.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from support_agent import clock
 from support_agent.adapters.ports import Adapters
 from support_agent.agent.decisions import HandoffFollowUps, carry_out
 from support_agent.agent.executor import ToolExecutor
+from support_agent.agent.identity import bind
 from support_agent.agent.loop import HandOff, Run, TurnLoop
 from support_agent.agent.outcomes import OutcomeWriter, RunResult
 from support_agent.agent.prompts import ticket_message
@@ -52,6 +58,10 @@ class AgentRunner:
         run = self._claim(session_id, SessionState.QUEUED)
         if run is None:
             return RunResult("skipped", "session is not queued (duplicate or late message)")
+        self.adapters.tickets.ensure_ticket(run.session.ticket)
+        refused = self._bind(run)
+        if refused is not None:
+            return self.outcomes.handoff(run, refused)
         self._gather(run)
         data = self._ticket_data(run)
         run.messages.append(
@@ -73,6 +83,10 @@ class AgentRunner:
         run = self._claim(session_id, SessionState.AWAITING_APPROVAL)
         if run is None:
             return RunResult("skipped", "session is not awaiting approval (duplicate or late message)")
+        if run.ctx.requester is None:  # a session stored before requesters were bound: bind it now
+            refused = self._bind(run)
+            if refused is not None:
+                return self.outcomes.handoff(run, refused)
         outcome = carry_out(run, approval, approval.decision)
         return self.outcomes.finish(run, outcome if outcome is not None else self.loop.run(run))
 
@@ -107,7 +121,9 @@ class AgentRunner:
         except TransitionRefused:
             return None
         journal = Journal(self.audit, session_id)
-        ctx = ToolContext(session_id=session_id, ticket=session.ticket, adapters=self.adapters)
+        ctx = ToolContext(
+            session_id=session_id, ticket=session.ticket, adapters=self.adapters, requester=session.requester
+        )
         executor = ToolExecutor(self.policy, journal, ctx, {t.name: t for t in self.loop.tools})
         triage = Triage(self.policy).decide(f"{session.ticket.subject}\n{session.ticket.body}")
         run = Run(session, ctx, executor, journal, triage, tokens_used=session.tokens_used)
@@ -123,19 +139,30 @@ class AgentRunner:
             )
         return run
 
+    def _bind(self, run: Run) -> HandOff | None:
+        """Bind the requester to their customer record, once; a handoff when the ticket cannot be trusted."""
+        binding, record = bind(run.session.ticket, self.adapters.crm)
+        run.ctx.requester = binding
+        if record is not None:
+            run.ctx.customers[record.id] = record
+        resource = f"customers/{binding.customer_id}" if binding.customer_id else "customers/(none bound)"
+        details = {"hint": binding.hint, "detail": binding.detail}
+        run.journal.record("identity:bind", resource, "n/a", binding.status, details)
+        if binding.status == "unsafe_address":
+            return HandOff("requester_address_unsafe", binding.detail)
+        if binding.status == "hint_mismatch":
+            return HandOff("identity_mismatch", binding.detail)
+        return None
+
     def _gather(self, run: Run) -> None:
-        """Context every ticket needs, fetched up front through the same policy checks as the model's calls."""
-        ticket = run.session.ticket
-        self.adapters.tickets.ensure_ticket(ticket)
+        """Context every ticket needs, fetched up front through the same policy checks as the model's calls:
+        the ticket's own history (the helpdesk is addressed by the ticket's namespaced key) and the
+        requester's own record."""
         run.ctx.observed["history"] = run.executor.execute("get_ticket_history", {}).content
-        if ticket.customer_id:
-            found = run.executor.execute("get_customer", {"customer_id": ticket.customer_id})
-        elif ticket.requester.email:
-            found = run.executor.execute("find_customer_by_email", {"email": ticket.requester.email})
-        else:  # a requester known only by helpdesk id: no customer record, so no account tool can pass
-            return
-        if isinstance(found.content, Customer):
-            run.ctx.observed["customer"] = found.content
+        if run.ctx.customer_id is not None:
+            found = run.executor.execute("get_customer", {})
+            if isinstance(found.content, Customer):
+                run.ctx.observed["customer"] = found.content
 
     def _ticket_data(self, run: Run) -> dict[str, object]:
         ticket = run.session.ticket

@@ -4,6 +4,10 @@ and, for approval-gated tools, what people decide and how they see it.
 Adding a gated tool is one entry here (with an `ApprovalSpec`) plus its adapter method: the loop, the
 Slack message, the interactive endpoint and the demo read everything else from the entry.
 `agent.executor.ToolExecutor` is the one place a call is validated, authorised, audited and run.
+
+Customer-data tools are `bound`: they take no customer id from the model. They act on the record the
+session bound to the ticket's verified requester (`agent.identity`), which the executor fills in, and
+their resources (`customers/<that id>`) meet policy rules written with `{requester}`.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from support_agent.adapters.ports import AdapterError, Adapters
 from support_agent.agent.triage import Classification
-from support_agent.models import Customer, Invoice, Offer, PartialOffer, Ticket
+from support_agent.models import Customer, Detail, Invoice, Offer, PartialOffer, RequesterBinding, Ticket
 from support_agent.money import money
 from support_agent.rules.policy import Policy
 
@@ -33,12 +37,8 @@ class NoArgs(Args):
     pass
 
 
-class CustomerArgs(Args):
-    customer_id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$", description="CRM customer id, like cus_jane")
-
-
-class EmailArgs(Args):
-    email: str = Field(max_length=254, description="the customer's email address")
+# The argument a bound tool's approval records its target account under (filled in, never the model's).
+TARGET = "customer_id"
 
 
 class SearchArgs(Args):
@@ -51,24 +51,20 @@ class ArticleArgs(Args):
     )
 
 
-class ResetArgs(CustomerArgs):
-    pass
-
-
-class ProfileArgs(CustomerArgs):
+class ProfileArgs(Args):
     name: str | None = Field(default=None, max_length=120, description="new display name")
     notifications: dict[str, bool] | None = Field(
         default=None, description="notification channels to switch on or off: email, sms, digest"
     )
 
 
-class RefundArgs(CustomerArgs):
-    invoice_id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+class RefundArgs(Args):
+    invoice_id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$", description="one of the requester's invoices")
     amount_cents: int = Field(gt=0, le=10_000_00, description="amount to refund, in cents")
     reason: str = Field(min_length=3, max_length=500, description="why the refund is justified")
 
 
-class DeleteArgs(CustomerArgs):
+class DeleteArgs(Args):
     reason: str = Field(min_length=3, max_length=500)
 
 
@@ -88,6 +84,10 @@ class HandoffArgs(Args):
     draft_reply: str = Field(default="", max_length=5000, description="a reply the person may send as is")
 
 
+class Unbound(AdapterError):
+    """A bound tool ran without a customer record bound to the requester."""
+
+
 @dataclass
 class ToolContext:
     """What a tool may use while it runs."""
@@ -95,13 +95,29 @@ class ToolContext:
     session_id: str
     ticket: Ticket
     adapters: Adapters
+    requester: RequesterBinding | None = None  # who the requester is in the CRM (`agent.identity`)
     customers: dict[str, Customer] = field(default_factory=dict)
     observed: dict[str, Any] = field(default_factory=dict)
+    lookups: dict[str, Any] = field(default_factory=dict)  # results by tool and exact arguments
     idempotency_prefix: str = ""
+
+    @property
+    def customer_id(self) -> str | None:
+        """The requester's customer record, when the session bound one."""
+        binding = self.requester
+        return binding.customer_id if binding is not None and binding.status == "bound" else None
+
+    @property
+    def bound(self) -> str:
+        """The bound customer id (bound tools run only with one; the executor checks first)."""
+        if self.customer_id is None:
+            raise Unbound("no customer record is bound to the requester")
+        return self.customer_id
 
     def key(self, tool: str, args: BaseModel) -> str:
         """Idempotency key for a side effect: the same call in the same session maps to the same key."""
-        return self.idempotency_prefix or f"{self.session_id}:{tool}:{args_hash(args.model_dump())[:16]}"
+        call = {**args.model_dump(), TARGET: self.customer_id}
+        return self.idempotency_prefix or f"{self.session_id}:{tool}:{args_hash(call)[:16]}"
 
 
 Terminal = Literal["respond", "handoff"]
@@ -116,6 +132,8 @@ class ApprovalSpec:
 
     noun: str  # "Refund" → buttons "Approve Refund", "Partial Refund"
     describe: Callable[[dict[str, Any], Lookup], str]  # the exact action, in words, for these arguments
+    # The exact parameters, one line each ("Amount", "Invoice"), for these arguments.
+    details: Callable[[dict[str, Any], Lookup], list[Detail]] | None = None
     partial: str | None = None  # the argument a partial decision overrides, within (0, proposed value]
     partial_label: str = ""  # what the overridden argument is, for "partial refund of $50"
     # For money: the currency of the partial argument (its minor unit); None: a plain count.
@@ -160,6 +178,10 @@ class Tool:
     terminal: Terminal | None = None
     changes_account: bool = False  # the requester must own the account (identity check)
     approval: ApprovalSpec | None = None  # how people see and decide it, when the policy requires approval
+    bound: bool = False  # acts on the requester's bound customer record, which the model cannot name
+    # A check of the arguments against what the requester owns, before anything is run or proposed;
+    # returns the reason to refuse (safe to show the model) or None.
+    check: Callable[[ToolContext, Any, Lookup], str | None] | None = None
 
     def schema(self) -> dict[str, Any]:
         """The tool as the Messages API expects it."""
@@ -173,49 +195,40 @@ def args_hash(args: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(args, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def _customer(ctx: ToolContext, a: CustomerArgs) -> Any:
-    customer = ctx.adapters.crm.get_customer(a.customer_id)
+def _customer(ctx: ToolContext, _a: NoArgs) -> Any:
+    customer = ctx.adapters.crm.get_customer(ctx.bound)
     if customer is None:
-        raise AdapterError(f"no customer {a.customer_id}")
-    ctx.customers[customer.id] = customer
-    return customer
-
-
-def _by_email(ctx: ToolContext, a: EmailArgs) -> Any:
-    customer = ctx.adapters.crm.find_customer_by_email(a.email)
-    if customer is None:
-        return {"found": False}
+        raise AdapterError("the requester's customer record was not found")
     ctx.customers[customer.id] = customer
     return customer
 
 
 def _history(ctx: ToolContext, _a: NoArgs) -> Any:
-    return ctx.adapters.tickets.list_comments(ctx.ticket.id)
+    return ctx.adapters.tickets.list_comments(ctx.ticket.key)
 
 
-def _reset(ctx: ToolContext, a: ResetArgs) -> Any:
-    ctx.adapters.accounts.send_password_reset(a.customer_id, ctx.key("send_password_reset", a))
+def _reset(ctx: ToolContext, a: NoArgs) -> Any:
+    ctx.adapters.accounts.send_password_reset(ctx.bound, ctx.key("send_password_reset", a))
     return {"sent": True, "to": "the account's email address"}
 
 
 def _profile(ctx: ToolContext, a: ProfileArgs) -> Any:
-    fields = a.model_dump(exclude_none=True, exclude={"customer_id"})
+    fields = a.model_dump(exclude_none=True)
     if not fields:
         raise AdapterError("nothing to change: give name and/or notifications")
     if "notifications" in fields:
-        current = ctx.customers[a.customer_id].notifications if a.customer_id in ctx.customers else {}
+        known = ctx.customers.get(ctx.bound)
+        current = known.notifications if known is not None else {}
         fields["notifications"] = {**current, **fields["notifications"]}
-    return ctx.adapters.accounts.update_profile(a.customer_id, fields)
+    return ctx.adapters.accounts.update_profile(ctx.bound, fields)
 
 
 def _refund(ctx: ToolContext, a: RefundArgs) -> Any:
-    return ctx.adapters.billing.refund(
-        a.customer_id, a.invoice_id, a.amount_cents, ctx.key("issue_refund", a)
-    )
+    return ctx.adapters.billing.refund(ctx.bound, a.invoice_id, a.amount_cents, ctx.key("issue_refund", a))
 
 
 def _delete(ctx: ToolContext, a: DeleteArgs) -> Any:
-    ctx.adapters.accounts.delete_account(a.customer_id, ctx.key("delete_account", a))
+    ctx.adapters.accounts.delete_account(ctx.bound, ctx.key("delete_account", a))
     return {"status": "pending_deletion", "grace_period_days": 14}
 
 
@@ -227,18 +240,56 @@ def _article(ctx: ToolContext, a: ArticleArgs) -> Any:
 
 
 def _invoice(args: dict[str, Any], lookup: Lookup) -> Invoice | None:
-    invoices = lookup("list_invoices", {"customer_id": args["customer_id"]})
-    return next((i for i in invoices or [] if getattr(i, "id", None) == args["invoice_id"]), None)
+    """The invoice a refund names, among the requester's own invoices (None: not one of theirs)."""
+    invoices = lookup("list_invoices", {})
+    found = (i for i in invoices or [] if isinstance(i, Invoice) and i.id == args["invoice_id"])
+    return next(found, None)
+
+
+def _own_invoice(ctx: ToolContext, a: RefundArgs, lookup: Lookup) -> str | None:
+    if _invoice(a.model_dump(), lookup) is None:
+        return f"invoice {a.invoice_id} is not one of the requester's invoices"
+    return None
+
+
+def _refund_kind(amount: int, invoice: Invoice) -> str:
+    """Full only for the whole invoice with nothing refunded before; anything less is partial."""
+    return (
+        "Full refund" if amount >= invoice.amount_cents and not invoice.refunded_cents else "Partial refund"
+    )
 
 
 def _describe_refund(args: dict[str, Any], lookup: Lookup) -> str:
     invoice = _invoice(args, lookup)
     amount = int(args["amount_cents"])
     if invoice is None:
-        return f"Refund of {money(amount)} (invoice {args['invoice_id']})"
-    whole = amount >= invoice.amount_cents - invoice.refunded_cents
-    what = "Full refund" if whole else "Partial refund"
-    return f"{what} of {money(amount, invoice.currency)} (invoice {invoice.id}, {invoice.description})"
+        return f"Refund of {money(amount)} (invoice {args['invoice_id']}, not found among the customer's invoices)"
+    what = _refund_kind(amount, invoice)
+    of = "" if what == "Full refund" else f" of {money(invoice.amount_cents, invoice.currency)}"
+    return f"{what} of {money(amount, invoice.currency)}{of} (invoice {invoice.id}, {invoice.description})"
+
+
+def _refund_details(args: dict[str, Any], lookup: Lookup) -> list[Detail]:
+    invoice = _invoice(args, lookup)
+    amount = int(args["amount_cents"])
+    if invoice is None:
+        return [
+            Detail(label="Amount", value=money(amount)),
+            Detail(label="Invoice", value=f"{args['invoice_id']} (not one of the customer's invoices)"),
+        ]
+    cur = invoice.currency
+    before = (
+        f"{money(invoice.refunded_cents, cur)} refunded before"
+        if invoice.refunded_cents
+        else "nothing refunded before"
+    )
+    return [
+        Detail(label="Amount", value=f"{money(amount, cur)} — {_refund_kind(amount, invoice).lower()}"),
+        Detail(
+            label="Invoice",
+            value=f"{invoice.id}: {invoice.description}, {money(invoice.amount_cents, cur)} {invoice.status}, {before}",
+        ),
+    ]
 
 
 def _refund_currency(args: dict[str, Any], lookup: Lookup) -> str:
@@ -261,35 +312,30 @@ TOOLS: tuple[Tool, ...] = (
     ),
     Tool(
         "get_customer",
-        "The customer's profile: name, email, plan, signup date, lifetime value, preferences.",
-        CustomerArgs,
+        "The requester's own customer profile: name, email, plan, signup date, lifetime value, preferences.",
+        NoArgs,
         "crm:read",
-        lambda c, a: f"customers/{a.customer_id}",
+        lambda c, a: f"customers/{c.bound}",
         _customer,
-    ),
-    Tool(
-        "find_customer_by_email",
-        "Look a customer up by email address.",
-        EmailArgs,
-        "crm:read",
-        lambda c, a: f"customers/{a.email.lower()}",
-        _by_email,
+        bound=True,
     ),
     Tool(
         "list_orders",
-        "The customer's orders, newest first, with shipping status, carrier, tracking number and ETA.",
-        CustomerArgs,
+        "The requester's own orders, newest first, with shipping status, carrier, tracking number and ETA.",
+        NoArgs,
         "crm:read",
-        lambda c, a: f"orders/{a.customer_id}",
-        lambda c, a: c.adapters.crm.list_orders(a.customer_id),
+        lambda c, a: f"orders/{c.bound}",
+        lambda c, a: c.adapters.crm.list_orders(c.bound),
+        bound=True,
     ),
     Tool(
         "list_invoices",
-        "The customer's invoices, newest first, with amounts in cents and refunds already made.",
-        CustomerArgs,
+        "The requester's own invoices, newest first, with amounts in cents and refunds already made.",
+        NoArgs,
         "billing:read",
-        lambda c, a: f"customers/{a.customer_id}",
-        lambda c, a: c.adapters.billing.list_invoices(a.customer_id),
+        lambda c, a: f"customers/{c.bound}",
+        lambda c, a: c.adapters.billing.list_invoices(c.bound),
+        bound=True,
     ),
     Tool(
         "search_help_center",
@@ -309,43 +355,49 @@ TOOLS: tuple[Tool, ...] = (
     ),
     Tool(
         "send_password_reset",
-        "Email a password-reset link to the account's own address.",
-        ResetArgs,
+        "Email a password-reset link to the requester's own account address.",
+        NoArgs,
         "accounts:reset_password",
-        lambda c, a: f"customers/{a.customer_id}",
+        lambda c, a: f"customers/{c.bound}",
         _reset,
         changes_account=True,
+        bound=True,
     ),
     Tool(
         "update_profile",
-        "Change the customer's display name and/or notification preferences (nothing else).",
+        "Change the requester's display name and/or notification preferences (nothing else).",
         ProfileArgs,
         "accounts:update",
-        lambda c, a: f"customers/{a.customer_id}/profile",
+        lambda c, a: f"customers/{c.bound}/profile",
         _profile,
         changes_account=True,
+        bound=True,
     ),
     Tool(
         "issue_refund",
-        "Refund (part of) an invoice. Needs a person's approval; propose the amount you recommend.",
+        "Refund (part of) one of the requester's invoices. Needs a person's approval; propose the amount you "
+        "recommend.",
         RefundArgs,
         "billing:refund",
-        lambda c, a: f"customers/{a.customer_id}",
+        lambda c, a: f"customers/{c.bound}",
         _refund,
         approval=ApprovalSpec(
             noun="Refund",
             describe=_describe_refund,
+            details=_refund_details,
             partial="amount_cents",
             partial_label="refund",
             currency=_refund_currency,
         ),
+        bound=True,
+        check=_own_invoice,
     ),
     Tool(
         "delete_account",
-        "Delete the customer's account (irreversible after 14 days). Needs a person's approval.",
+        "Delete the requester's account (irreversible after 14 days). Needs a person's approval.",
         DeleteArgs,
         "crm:delete",
-        lambda c, a: f"customers/{a.customer_id}",
+        lambda c, a: f"customers/{c.bound}",
         _delete,
         changes_account=True,
         approval=ApprovalSpec(
@@ -353,6 +405,7 @@ TOOLS: tuple[Tool, ...] = (
             describe=lambda args, _lookup: "Delete the account (irreversible after 14 days)",
             destructive=True,
         ),
+        bound=True,
     ),
     Tool(
         "reply_to_customer",
@@ -368,7 +421,7 @@ TOOLS: tuple[Tool, ...] = (
         "Give the ticket to a person, with a summary of what you found. Use it when unsure.",
         HandoffArgs,
         "tickets:assign",
-        lambda c, a: f"tickets/{c.ticket.id}",
+        lambda c, a: f"tickets/{c.ticket.key}",
         _terminal,
         terminal="handoff",
     ),

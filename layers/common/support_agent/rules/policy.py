@@ -3,6 +3,11 @@
 A rule reads `ACTION on RESOURCE` (optionally prefixed with `deny`), either as a plain string or as a
 one-key mapping whose value holds options. Decisions: an explicit deny beats everything, then a rule
 that requires approval beats a plain allow (the stricter reading wins), and nothing matched is a deny.
+
+In a resource, `*` matches exactly one path segment, and `{requester}` (a whole segment) matches only the
+customer record the session bound to the ticket's verified requester: `crm:read on customers/{requester}`
+lets the agent read the requester's own record and no other. Without a bound requester such a rule
+matches nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 ACTION_RE = re.compile(r"^[a-z][a-z0-9_]*:[a-z][a-z0-9_]*$")
-RESOURCE_RE = re.compile(r"^[A-Za-z0-9_.@*#:+-]+(/[A-Za-z0-9_.@*#:+-]+)*$")
+RESOURCE_RE = re.compile(r"^[A-Za-z0-9_.@*#:+{}-]+(/[A-Za-z0-9_.@*#:+{}-]+)*$")
+REQUESTER = "{requester}"  # the one resource variable: the session's bound customer record
+# What a bound customer id may look like to fill `{requester}`: one plain path segment, never `.` or `..`.
+BOUND_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}$")
 RULE_RE = re.compile(r"^\s*(?:(?P<effect>allow|deny)\s+)?(?P<action>\S+)\s+on\s+(?P<resource>\S+)\s*$")
 CHANNEL_RE = re.compile(r"^slack:[#@]?[A-Za-z0-9._-]+$")
 
@@ -69,12 +77,21 @@ class Rule:
     text: str
     line: int
 
-    def matches(self, action: str, resource: str) -> bool:
-        """True when this rule covers the action on the resource."""
-        return (
-            _action_matches(self.action, action)
-            and _resource_regex(self.resource).match(resource) is not None
-        )
+    @property
+    def binds_requester(self) -> bool:
+        """True when the rule's resource names `{requester}`."""
+        return REQUESTER in self.resource
+
+    def matches(self, action: str, resource: str, requester: str | None = None) -> bool:
+        """True when this rule covers the action on the resource (`{requester}` is only `requester`)."""
+        if not _action_matches(self.action, action):
+            return False
+        found = _resource_regex(self.resource).match(resource)
+        if found is None:
+            return False
+        if not self.binds_requester:
+            return True
+        return bound_id(requester) is not None and all(value == requester for value in found.groups())
 
 
 @dataclass(frozen=True)
@@ -84,6 +101,7 @@ class Verdict:
     effect: Effect
     rule: Rule | None
     approval_channel: str | None = None
+    requester: str | None = None  # what `{requester}` stood for, when the deciding rule names it
 
     @property
     def allowed(self) -> bool:
@@ -96,6 +114,8 @@ class Verdict:
             if self.rule
             else "no rule matched (default deny)"
         )
+        if self.rule is not None and self.rule.binds_requester:
+            why += f" ({REQUESTER} = {self.requester})"
         channel = f" via {self.approval_channel}" if self.approval_channel else ""
         return f"{self.effect.value}{channel} — {why}"
 
@@ -183,18 +203,27 @@ class Policy:
     def timezone(self) -> ZoneInfo:
         return ZoneInfo(self.document.timezone)
 
-    def authorize(self, action: str, resource: str) -> Verdict:
-        """Decide `action` on `resource`: explicit deny > requires approval > allow > default deny."""
-        matching = [rule for rule in self.rules if rule.matches(action, resource)]
+    def authorize(self, action: str, resource: str, *, requester: str | None = None) -> Verdict:
+        """Decide `action` on `resource`: explicit deny > requires approval > allow > default deny.
+
+        `requester` is the customer id the session bound to the ticket's verified requester (None: no
+        record is bound); rules naming `{requester}` match that one id and nothing else.
+        """
+        matching = [rule for rule in self.rules if rule.matches(action, resource, requester)]
+        bound = bound_id(requester)
         for rule in matching:
             if rule.effect == "deny":
-                return Verdict(Effect.DENY, rule)
+                return Verdict(Effect.DENY, rule, requester=bound)
         for rule in matching:
             if rule.requires_approval:
-                return Verdict(Effect.REQUIRES_APPROVAL, rule, rule.approval_channel)
+                return Verdict(Effect.REQUIRES_APPROVAL, rule, rule.approval_channel, bound)
         if matching:
-            return Verdict(Effect.ALLOW, matching[0])
+            return Verdict(Effect.ALLOW, matching[0], requester=bound)
         return Verdict(Effect.DENY, None)
+
+    def binds_requester(self, action: str) -> bool:
+        """True when some rule for this action names `{requester}` (what `explain` hints at)."""
+        return any(rule.binds_requester and _action_matches(rule.action, action) for rule in self.rules)
 
     def could_allow(self, action: str) -> bool:
         """True when some allow rule names this action (so a tool for it is worth offering at all)."""
@@ -218,12 +247,20 @@ def _action_matches(pattern: str, action: str) -> bool:
     return verb == "*" and action.startswith(service + ":")
 
 
+def bound_id(requester: str | None) -> str | None:
+    """`requester` when it can stand for `{requester}` (one plain path segment), else None."""
+    return requester if requester is not None and BOUND_ID_RE.match(requester) else None
+
+
 @lru_cache(maxsize=512)
 def _resource_regex(pattern: str) -> re.Pattern[str]:
+    """`*` is one segment; `{requester}` is one captured segment the rule compares with the bound id."""
     parts = []
     for segment in pattern.split("/"):
         if segment == "*":
             parts.append("[^/]+")
+        elif segment == REQUESTER:
+            parts.append("([^/]+)")
         else:
             parts.append("[^/]*".join(re.escape(piece) for piece in segment.split("*")))
     return re.compile("^" + "/".join(parts) + "$")
@@ -322,6 +359,13 @@ def parse_rule(entry: Any, line: int, file: str) -> Rule:
         raise PolicyError(file, line, f"bad action name {action!r}: expected service:verb, like crm:read")
     if not RESOURCE_RE.match(resource):
         raise PolicyError(file, line, f"bad resource {resource!r}: expected a path like customers/*")
+    for segment in resource.split("/"):
+        if ("{" in segment or "}" in segment) and segment != REQUESTER:
+            raise PolicyError(
+                file,
+                line,
+                f"bad resource {resource!r}: the only variable is {REQUESTER}, as a whole path segment",
+            )
     effect = match["effect"] or options.effect
     if match["effect"] and options.effect != "allow" and options.effect != match["effect"]:
         raise PolicyError(
