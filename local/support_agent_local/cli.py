@@ -8,10 +8,15 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from support_agent.rules.audit import AuditEntry, verify, verify_entries
+from support_agent.rules.audit import VerifyReport
+from support_agent.rules.audit_keys import KmsMacKey, KmsSigner
 from support_agent.rules.dynamodb import DynamoAuditLog
 from support_agent.rules.policy import PolicyError, bound_id, load_policy
+
+if TYPE_CHECKING:
+    from support_agent.rules.audit_proof import Digest
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -54,32 +59,112 @@ def _policy_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _option(args: argparse.Namespace, name: str, variable: str, what: str) -> str:
+    value = getattr(args, name, None) or os.environ.get(variable)
+    if not value:
+        flag = "--" + name.replace("_", "-")
+        raise SystemExit(f"error: {what}: give {flag} or set {variable}")
+    return str(value)
+
+
+def _mac_key(args: argparse.Namespace) -> KmsMacKey:
+    return KmsMacKey(
+        _option(
+            args, "mac_key", "AUDIT_MAC_KEY_ID", "the MAC key checks every seal (stack output AuditMacKeyId)"
+        )
+    )
+
+
+def _signer(args: argparse.Namespace) -> KmsSigner:
+    what = "the signing key signs and checks digests and seals (stack output AuditSigningKeyId)"
+    return KmsSigner(_option(args, "signing_key", "AUDIT_SIGNING_KEY_ID", what))
+
+
 def _trail(args: argparse.Namespace) -> DynamoAuditLog:
     table = args.table or os.environ.get("AUDIT_TABLE")
     if not table:
         raise SystemExit(
             "error: name the audit table with --table or AUDIT_TABLE (or verify an export with --file)"
         )
-    return DynamoAuditLog(table)
+    sessions = args.sessions_table or os.environ.get("SESSIONS_TABLE")
+    if not sessions:
+        print(
+            "warning: no --sessions-table / SESSIONS_TABLE: heads on session records are not compared",
+            file=sys.stderr,
+        )
+    return DynamoAuditLog(table, key=_mac_key(args), sessions_table=sessions)
 
 
-def _audit_verify(args: argparse.Namespace) -> int:
-    if args.file:
-        lines = Path(args.file).read_text().splitlines()
-        report = verify_entries(AuditEntry.model_validate_json(line) for line in lines if line.strip())
-    else:
-        report = verify(_trail(args), args.session)
+def _print_report(report: VerifyReport, what: str) -> int:
     for problem in report.problems:
         print(f"TAMPERED {problem}")
     status = "ok" if report.ok else f"{len(report.problems)} problem(s)"
-    print(f"audit trail {status}: {report.entries} entries in {report.sessions} session(s) verified")
+    print(
+        f"{what} {status}: {report.entries} entries in {report.sessions} session(s) verified "
+        f"(MACs {'checked' if report.macs_checked else 'NOT checked'}, {report.anchors_checked} anchored heads compared)"
+    )
     return 0 if report.ok else 1
 
 
+def _audit_verify(args: argparse.Namespace) -> int:
+    from support_agent.rules.audit_proof import verify_export, verify_log
+
+    if args.file:
+        lines = Path(args.file).read_text().splitlines()
+        report = verify_export(lines, key=_mac_key(args), signer=_signer(args))
+        return _print_report(report, f"audit export {args.file}")
+    external = [d for file in args.digest_file or [] for d in _read_digests(Path(file))]
+    report = verify_log(_trail(args), args.session, signer=_signer(args), external_digests=external)
+    return _print_report(report, "audit trail")
+
+
+def _read_digests(path: Path) -> list[Digest]:
+    from support_agent.rules.audit_proof import Digest
+
+    return [Digest.model_validate_json(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def _audit_export(args: argparse.Namespace) -> int:
-    for entry in _trail(args).entries(args.session):
-        print(entry.model_dump_json())
+    """Entries as JSON lines, sealed; a trail that does not verify is not sealed (nor written)."""
+    from support_agent.rules.audit_proof import export_lines, verify_log
+
+    trail, signer = _trail(args), _signer(args)
+    report = verify_log(trail, args.session, signer=signer)
+    if not report.ok:
+        for problem in report.problems:
+            print(f"TAMPERED {problem}", file=sys.stderr)
+        print("error: the trail does not verify; nothing exported", file=sys.stderr)
+        return 1
+    entries = trail.entries(args.session) if args.session else list(trail.all_entries())
+    for line in export_lines(entries, signer, source=trail.table):
+        print(line)
     return 0
+
+
+def _heads_per_digest(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 2000:  # 2,000 heads of about 150 bytes stay well inside DynamoDB's 400 KB item
+        raise argparse.ArgumentTypeError("give 1 to 2000")
+    return value
+
+
+def _audit_digest(args: argparse.Namespace) -> int:
+    """Verify the whole trail, then sign and store a digest of every chain's head (and copy it to --out)."""
+    from support_agent.rules.audit_proof import digest_log
+
+    trail = _trail(args)
+    written, report = digest_log(trail, _signer(args), args.per)
+    for problem in report.problems:
+        print(f"TAMPERED {problem} (left out of the digest)")
+    if args.out and written:
+        with Path(args.out).open("a", encoding="utf-8") as handle:
+            for digest in written:
+                handle.write(digest.model_dump_json() + "\n")
+    for digest in written:
+        print(f"digest #{digest.number}: {len(digest.heads)} head(s) signed at {digest.time}")
+    if not written:
+        print("error: the digest chain itself does not verify; no digest written", file=sys.stderr)
+    return 0 if report.ok and written else 1
 
 
 def _triage(args: argparse.Namespace) -> int:
@@ -186,17 +271,41 @@ def build_parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="verify and export the audit trail").add_subparsers(
         dest="sub", required=True
     )
+
+    def trail_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--table", help="audit table name (default: $AUDIT_TABLE)")
+        command.add_argument(
+            "--sessions-table", help="sessions table, whose records keep each chain's head ($SESSIONS_TABLE)"
+        )
+        command.add_argument("--mac-key", help="KMS key that seals chains (default: $AUDIT_MAC_KEY_ID)")
+        command.add_argument(
+            "--signing-key", help="KMS key of digests and seals (default: $AUDIT_SIGNING_KEY_ID)"
+        )
+
     verify = audit.add_parser(
-        "verify", help="recompute every hash chain; exit 1 on a changed, removed or reordered entry"
+        "verify",
+        help="check every chain, MAC, session head and digest (or an export's seal); exit 1 on tampering",
     )
-    verify.add_argument("--table", help="audit table name (default: $AUDIT_TABLE)")
+    trail_options(verify)
     verify.add_argument("--session", help="only this session")
-    verify.add_argument("--file", help="verify an exported JSON-lines file instead of the table")
+    verify.add_argument("--file", help="verify an exported JSON-lines file (its seal) instead of the table")
+    verify.add_argument(
+        "--digest-file", action="append", help="digests kept outside the table (from `audit digest --out`)"
+    )
     verify.set_defaults(run=_audit_verify)
-    export = audit.add_parser("export", help="print one session's entries as JSON lines")
-    export.add_argument("--table", help="audit table name (default: $AUDIT_TABLE)")
-    export.add_argument("--session", required=True)
+    export = audit.add_parser(
+        "export", help="print entries as JSON lines ending in a signed seal (a trail that fails verify: none)"
+    )
+    trail_options(export)
+    export.add_argument("--session", help="only this session (default: every session)")
     export.set_defaults(run=_audit_export)
+    digest = audit.add_parser(
+        "digest", help="verify the trail, then sign and store a digest of every chain's head"
+    )
+    trail_options(digest)
+    digest.add_argument("--per", type=_heads_per_digest, default=1000, help="heads per digest (1-2000)")
+    digest.add_argument("--out", help="also append the digests to this file (keep it outside AWS)")
+    digest.set_defaults(run=_audit_digest)
 
     triage = sub.add_parser(
         "triage", help="route each row of a CSV file (auto or escalate) with the guard rules"

@@ -20,7 +20,7 @@ from typing import Any
 from support_agent.adapters.embedded import EmbeddedBilling
 from support_agent.models import Approval
 from support_agent.money import money
-from support_agent.rules.audit import verify
+from support_agent.rules.audit_proof import digest_log, export_lines, verify_export
 from support_agent.slack.render import plain_text
 
 from support_agent_local import slack_requests
@@ -202,13 +202,15 @@ def run_demo(
             say(
                 f"[{i:>2}/{len(tickets)}] {run.name:<16} {run.route or '-':<9} → {run.outcome:<10} {run.reason}"
             )
-        trail = stack.audit()
-        report = verify(trail)
+        # As an operator would: verify and digest every chain's head, then export the trail with its seal.
+        trail, signer = stack.audit(), stack.audit_signer()
+        _digests, report = digest_log(trail, signer)
         export = Path(".demo") / f"audit-{time.strftime('%Y%m%dT%H%M%S')}.jsonl"
         export.parent.mkdir(exist_ok=True)
         with export.open("w") as handle:
-            for entry in trail.all_entries():
-                handle.write(entry.model_dump_json() + "\n")
+            for line in export_lines(trail.all_entries(), signer, source="demo"):
+                handle.write(line + "\n")
+        sealed = verify_export(export.read_text().splitlines(), key=trail.key, signer=signer).ok
         refunds = refunds_made(stack, systems)
     if as_json:
         print(
@@ -252,6 +254,6 @@ def run_demo(
     say("")
     say(f"refunds executed: {len(refunds)} " + ", ".join(refunds))
     say(
-        f"audit trail: {report.entries} entries in {report.sessions} sessions, chain {'verified' if report.ok else 'BROKEN'}; exported to {export}"
+        f"audit trail: {report.entries} entries in {report.sessions} sessions, chain {'verified' if report.ok else 'BROKEN'} (MACs, session heads), digested; exported to {export}, seal {'verified' if sealed else 'BROKEN'}"
     )
     return runs

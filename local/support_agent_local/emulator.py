@@ -21,6 +21,7 @@ from support_agent_local.fake_slack import FakeSlack
 from support_agent_local.template import PROJECT_ROOT, Resolver, load_template, samconfig_parameters
 
 if TYPE_CHECKING:
+    from support_agent.rules.audit_keys import KmsSigner
     from support_agent.rules.dynamodb import DynamoApprovalStore, DynamoAuditLog, DynamoSessionStore
 
 REGION = "us-east-1"
@@ -221,6 +222,20 @@ class EmbeddedAws:
         self.resolver.attributes[(name, "Arn")] = arn
         self.resolver.attributes[(name, "Name")] = arn.rsplit(":", 1)[-1]
 
+    def _create_key(self, name: str, props: dict[str, Any]) -> None:
+        client = boto3.client("kms", region_name=REGION)
+        kwargs: dict[str, Any] = {
+            "Description": props.get("Description", name),
+            "KeySpec": props.get("KeySpec", "SYMMETRIC_DEFAULT"),
+            "KeyUsage": props.get("KeyUsage", "ENCRYPT_DECRYPT"),
+        }
+        if "KeyPolicy" in props:
+            kwargs["Policy"] = json.dumps(props["KeyPolicy"])
+        meta = client.create_key(**kwargs)["KeyMetadata"]
+        self.resolver.refs[name] = meta["KeyId"]
+        self.resolver.attributes[(name, "Arn")] = meta["Arn"]
+        self.resolver.attributes[(name, "KeyId")] = meta["KeyId"]
+
     def _create_secrets(self) -> None:
         for parameter, value in self.secrets.items():
             self.put_secret(parameter, value)
@@ -308,10 +323,22 @@ class EmbeddedAws:
         return DynamoApprovalStore(self.ref("SessionsTable"))
 
     def audit(self) -> DynamoAuditLog:
-        """The audit trail of this stack."""
+        """The audit trail of this stack, with its MAC key and the session records' heads (as operators
+        verify it)."""
+        from support_agent.rules.audit_keys import KmsMacKey
         from support_agent.rules.dynamodb import DynamoAuditLog
 
-        return DynamoAuditLog(self.ref("AuditTable"))
+        return DynamoAuditLog(
+            self.ref("AuditTable"),
+            key=KmsMacKey(self.ref("AuditMacKey")),
+            sessions_table=self.ref("SessionsTable"),
+        )
+
+    def audit_signer(self) -> KmsSigner:
+        """The key that signs digests and export seals (an operator's, never a function's)."""
+        from support_agent.rules.audit_keys import KmsSigner
+
+        return KmsSigner(self.ref("AuditSigningKey"))
 
     def queue_url(self, logical_id: str) -> str:
         return self.resolver.ref(logical_id)
@@ -335,4 +362,5 @@ _CREATORS: dict[str, Any] = {
     "AWS::DynamoDB::Table": EmbeddedAws._create_table,
     "AWS::SQS::Queue": EmbeddedAws._create_queue,
     "AWS::Serverless::StateMachine": EmbeddedAws._create_state_machine,
+    "AWS::KMS::Key": EmbeddedAws._create_key,
 }

@@ -317,7 +317,19 @@ class Fuzzer:
         return "text" if utf8 and r < 0.75 else "base64"
 
 
-READS = ("Get", "Query", "Scan", "Describe", "List", "Receive", "BatchGet", "TransactGet")
+# Calls that change no state (the audit MAC key's GenerateMac seals a refusal's entry; it stores nothing).
+READS = (
+    "Get",
+    "Query",
+    "Scan",
+    "Describe",
+    "List",
+    "Receive",
+    "BatchGet",
+    "TransactGet",
+    "GenerateMac",
+    "VerifyMac",
+)
 REFUSAL_ENTRY = "refusal audit entry"
 
 

@@ -34,7 +34,9 @@ from support_agent.models import (
     Ticket,
 )
 from support_agent.rules.approvals import AlreadyDecided, status_after
-from support_agent.rules.audit import GENESIS, AuditDraft, AuditEntry, chain
+from support_agent.rules.audit import START, AuditDraft, AuditEntry, Head, chain
+from support_agent.rules.audit_keys import LocalMacKey, MacKey
+from support_agent.rules.audit_proof import Digest
 from support_agent.rules.budget import Slot, today
 from support_agent.rules.sessions import SessionChange, SessionExists, TransitionRefused, check_transition
 
@@ -129,8 +131,15 @@ class MemoryApprovalStore:
 
 
 class MemoryAuditLog:
-    def __init__(self) -> None:
+    """Chains sealed with a local MAC key; heads anchored per session (as on the session records) for every
+    session in `sessions` (all chains when it is None); digests in a list."""
+
+    def __init__(self, key: MacKey | None = None, sessions: MemorySessionStore | None = None) -> None:
         self.chains: dict[str, list[AuditEntry]] = {}
+        self.key: MacKey | None = key or LocalMacKey()
+        self.sessions = sessions
+        self.heads: dict[str, Head] = {}  # the session records' audit_seq / audit_hash / audit_mac
+        self.digest_items: list[Digest] = []
         self.lock = threading.Lock()
 
     def append(
@@ -140,11 +149,13 @@ class MemoryAuditLog:
             return self.extend(session_id, drafts)
 
     def extend(self, session_id: str, drafts: list[AuditDraft]) -> list[AuditEntry]:
-        """Chain and store (the caller holds the lock)."""
+        """Chain, store and anchor (the caller holds the lock)."""
         current = self.chains.setdefault(session_id, [])
-        head = (current[-1].seq, current[-1].hash) if current else (0, GENESIS)
-        entries = chain(session_id, head, drafts)
+        head = current[-1].head if current else START
+        entries = chain(session_id, head, drafts, self.key)
         current.extend(entries)
+        if entries and (self.sessions is None or session_id in self.sessions.items):
+            self.heads[session_id] = entries[-1].head
         return entries
 
     def entries(self, session_id: str) -> list[AuditEntry]:
@@ -153,6 +164,19 @@ class MemoryAuditLog:
     def all_entries(self) -> Iterator[AuditEntry]:
         for entries in list(self.chains.values()):
             yield from entries
+
+    def anchors(self, session_id: str | None = None) -> dict[str, Head]:
+        if session_id is not None:
+            return {session_id: self.heads[session_id]} if session_id in self.heads else {}
+        return dict(self.heads)
+
+    def digests(self) -> list[Digest]:
+        return list(self.digest_items)
+
+    def put_digest(self, digest: Digest) -> None:
+        if any(d.number == digest.number for d in self.digest_items):
+            raise ValueError(f"digest {digest.number} exists")
+        self.digest_items.append(digest)
 
     def actions(self, session_id: str) -> list[tuple[str, str]]:
         """(action, outcome) of every entry of a session, in order (what tests read)."""
@@ -442,6 +466,7 @@ class MemoryWorld:
     signing_secret: str = "test-signing-secret"
 
     def __post_init__(self) -> None:
+        self.audit.sessions = self.sessions
         self.commits = MemorySessionCommitter(self.sessions, self.approvals, self.audit)
         self.adapters = memory_adapters(self.helpdesk, self.customers)
 

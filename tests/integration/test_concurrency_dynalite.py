@@ -6,6 +6,7 @@ dynalite comes from npm (`make install` puts it in .tools/); without it these te
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -22,7 +23,8 @@ from support_agent.intake.service import IntakeService
 from support_agent.messaging import Queue
 from support_agent.models import Approval, Decision, Escalation, Requester, SessionState, Ticket
 from support_agent.rules.approvals import AlreadyDecided
-from support_agent.rules.audit import verify
+from support_agent.rules.audit import Head, verify
+from support_agent.rules.audit_keys import LocalMacKey
 from support_agent.rules.dynamodb import (
     DynamoApprovalStore,
     DynamoAuditLog,
@@ -181,3 +183,21 @@ def test_a_burst_of_forged_webhooks_is_all_401_with_one_audit_entry_each(dynalit
     assert [
         dynalite.scan(TableName=t, Select="COUNT")["Count"] for t in ("SessionsTable", "BudgetsTable")
     ] == before
+
+
+def test_a_sessions_chain_head_only_moves_forward_under_concurrency(dynalite):
+    # Lone appends move the head on the session record after their put, so those updates may land out of
+    # order: the conditional update keeps the highest one.
+    sessions = DynamoSessionStore("SessionsTable", client=dynalite)
+    ticket = Ticket(
+        id="T", source="generic", subject="s", body="b", requester=Requester(email="a@example.com")
+    )
+    sessions.create(new_session("s-heads", ticket, SessionState.QUEUED))
+    log = DynamoAuditLog("AuditTable", client=dynalite, key=LocalMacKey(), sessions_table="SessionsTable")
+    heads = [Head(seq, f"hash{seq}", f"mac{seq}") for seq in range(1, 41)]
+    random.Random(7).shuffle(heads)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(lambda head: log._advance_anchor("s-heads", head), heads))
+    assert log.anchors("s-heads") == {"s-heads": Head(40, "hash40", "mac40")}
+    log._advance_anchor("s-missing", Head(1, "h", "m"))  # no session record: nothing is created
+    assert log.anchors("s-missing") == {}

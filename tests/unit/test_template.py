@@ -121,7 +121,33 @@ def test_no_statement_has_a_wildcard_action(owner, statement):
 
 def test_no_statement_grants_on_every_resource():
     for owner, statement in statements():
+        if RESOURCES[owner]["Type"] == "AWS::KMS::Key":
+            continue  # in a key policy, Resource "*" is the key itself (see the next test)
         assert "*" not in as_list(statement["Resource"]), f"{owner} {statement.get('Sid')}"
+
+
+def test_audit_key_policies_delegate_to_the_account_only():
+    keys = of_type("AWS::KMS::Key")
+    assert set(keys) == {"AuditMacKey", "AuditSigningKey"}
+    for name in keys:
+        for statement in props(name)["KeyPolicy"]["Statement"]:
+            assert statement["Resource"] == "*"
+            assert sub_text(statement["Principal"]["AWS"]).endswith(":iam::${AWS::AccountId}:root"), name
+
+
+def test_functions_may_only_seal_with_the_mac_key_and_never_sign():
+    on_kms = [
+        (o, s)
+        for o, s in statements()
+        if o in FUNCTIONS and any(a.startswith("kms:") for a in as_list(s["Action"]))
+    ]
+    assert {o for o, _ in on_kms} == set(FUNCTIONS)
+    for owner, statement in on_kms:
+        assert as_list(statement["Action"]) == ["kms:GenerateMac"], owner
+        assert statement["Resource"] == {"Fn::GetAtt": ["AuditMacKey", "Arn"]}, owner
+    for owner, statement in statements():
+        assert owner not in FUNCTIONS or not mentions(statement, "AuditSigningKey"), owner
+    assert GLOBAL_ENV["AUDIT_MAC_KEY_ID"] == {"Ref": "AuditMacKey"}
 
 
 def test_the_audit_table_is_append_only_for_every_function():
@@ -364,6 +390,7 @@ BACKEND_GRANTS = {
 CORE_AGENT_SIDS = {
     "SessionsAndApprovals",
     "AuditAppendOnly",
+    "AuditSeal",
     "StartApproval",
     "HandoffNotices",
     "AnthropicKey",

@@ -9,6 +9,7 @@ import boto3
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_kms import KMSClient
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_stepfunctions import SFNClient
 
@@ -31,9 +32,15 @@ def stepfunctions() -> SFNClient:
     return boto3.client("stepfunctions")
 
 
+@cache
+def kms() -> KMSClient:
+    """KMS client (the audit trail's MAC and signing keys)."""
+    return boto3.client("kms")
+
+
 def reset_clients() -> None:
     """Forget cached clients (tests and the local runtime call this after switching endpoints)."""
-    for factory in (dynamodb, sqs, stepfunctions):
+    for factory in (dynamodb, sqs, stepfunctions, kms):
         factory.cache_clear()
 
 

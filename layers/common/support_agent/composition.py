@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from support_agent.agent.llm import ModelProvider
     from support_agent.agent.runner import AgentRunner
     from support_agent.intake.service import IntakeService
+    from support_agent.rules.audit_keys import KmsMacKey
+    from support_agent.rules.dynamodb import DynamoAuditLog
     from support_agent.slack.client import ApproverDirectory, WebApiSlack
     from support_agent.slack.endpoint import SlackEndpoint
     from support_agent.slack.notifier import Notifier
@@ -39,18 +41,33 @@ def policy(s: Common) -> Policy:
     return cached_policy(s.policy_file)
 
 
+@cache
+def _audit_key(key_id: str) -> KmsMacKey:
+    # Cached per process: the e-mail pseudonyms it computes are cached on the way.
+    from support_agent.rules.audit_keys import KmsMacKey
+
+    return KmsMacKey(key_id)
+
+
+def audit_log(s: Common) -> DynamoAuditLog:
+    """The audit trail, sealed with the KMS MAC key, anchoring heads on session records."""
+    from support_agent.rules.dynamodb import DynamoAuditLog
+
+    return DynamoAuditLog(s.audit_table, key=_audit_key(s.audit_mac_key_id), sessions_table=s.sessions_table)
+
+
 def intake_service() -> IntakeService:
     """The Intake function's service."""
     from support_agent.intake.service import IntakeService
     from support_agent.messaging import SqsQueue
-    from support_agent.rules.dynamodb import DynamoAuditLog, DynamoDailyBudget, DynamoSessionStore
+    from support_agent.rules.dynamodb import DynamoDailyBudget, DynamoSessionStore
 
     s = settings(IntakeSettings)
     return IntakeService(
         policy=policy(s),
         sessions=DynamoSessionStore(s.sessions_table, s.session_ttl_days),
         budget=DynamoDailyBudget(s.budgets_table),
-        audit=DynamoAuditLog(s.audit_table),
+        audit=audit_log(s),
         queue=SqsQueue(s.agent_queue_url),
         secrets=SecretsManagerStore(s.secrets_max_age_seconds),
         webhook_secret_name=s.webhook_secret_name,
@@ -172,7 +189,6 @@ def agent_runner(
     from support_agent.messaging import SqsQueue, StepFunctionsWorkflow
     from support_agent.rules.dynamodb import (
         DynamoApprovalStore,
-        DynamoAuditLog,
         DynamoSessionCommitter,
         DynamoSessionStore,
         DynamoTokenBudget,
@@ -182,7 +198,7 @@ def agent_runner(
     rules = policy(s)
     sessions = DynamoSessionStore(s.sessions_table)
     approvals = DynamoApprovalStore(s.sessions_table)
-    audit = DynamoAuditLog(s.audit_table)
+    audit = audit_log(s)
     commits = DynamoSessionCommitter(sessions, approvals, audit)
     ports = adapters(s, remaining)
     loop = TurnLoop(rules, model or provider(s), DynamoTokenBudget(s.sessions_table), max_turns=s.max_turns)
@@ -215,7 +231,7 @@ def _slack_for(s: SlackSettings) -> tuple[WebApiSlack, ApproverDirectory, str]:
 def notifier() -> Notifier:
     """The Notifier function's service."""
     from support_agent.messaging import StepFunctionsWorkflow
-    from support_agent.rules.dynamodb import DynamoApprovalStore, DynamoAuditLog
+    from support_agent.rules.dynamodb import DynamoApprovalStore
     from support_agent.slack.notifier import Notifier
 
     s = settings(NotifierSettings)
@@ -223,7 +239,7 @@ def notifier() -> Notifier:
     workflow = StepFunctionsWorkflow("")  # answers tasks by token; starts none
     return Notifier(
         DynamoApprovalStore(s.sessions_table),
-        DynamoAuditLog(s.audit_table),
+        audit_log(s),
         client,
         workflow,
         s.max_reminders,
@@ -233,7 +249,7 @@ def notifier() -> Notifier:
 def slack_endpoint() -> SlackEndpoint:
     """The SlackInteraction function's service."""
     from support_agent.messaging import SqsQueue, StepFunctionsWorkflow
-    from support_agent.rules.dynamodb import DynamoApprovalStore, DynamoAuditLog
+    from support_agent.rules.dynamodb import DynamoApprovalStore
     from support_agent.slack.endpoint import SlackEndpoint
 
     s = settings(InteractionSettings)
@@ -241,7 +257,7 @@ def slack_endpoint() -> SlackEndpoint:
     return SlackEndpoint(
         policy=policy(s),
         approvals=DynamoApprovalStore(s.sessions_table),
-        audit=DynamoAuditLog(s.audit_table),
+        audit=audit_log(s),
         slack=client,
         directory=directory,
         workflow=StepFunctionsWorkflow(""),
@@ -256,4 +272,5 @@ def forget() -> None:
 
     config.forget()
     _slack.cache_clear()
+    _audit_key.cache_clear()
     aws.reset_clients()

@@ -34,6 +34,8 @@ class Common(BaseModel):
     policy_file: str = Field(default_factory=default_policy_file)
     sessions_table: str = Field(min_length=1)
     audit_table: str = Field(min_length=1)
+    # KMS HMAC key that seals audit chains (GenerateMac only: the key itself is never readable).
+    audit_mac_key_id: str = Field(min_length=1)
     secrets_max_age_seconds: int = Field(default=300, ge=0)
 
 

@@ -2,13 +2,16 @@
 and the session commit that writes a state change, its request and its audit entries in one transaction.
 
 Sessions and requests share the sessions table (pk SESSION#id / APPROVAL#id, sk = kind); the audit table
-is keyed (session_id, seq) and written with conditional puts only.
+is keyed (session_id, seq) and written with conditional puts only. A session record also keeps its audit
+chain's head (audit_seq, audit_hash, audit_mac): the session commit sets it in the same transaction as the
+entries, and a lone append moves it forward with a conditional update.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
@@ -17,9 +20,12 @@ from pydantic import TypeAdapter
 from support_agent import aws, clock
 from support_agent.models import Decision, PersonRequest, Session, SessionState, StoredRequest
 from support_agent.rules.approvals import AlreadyDecided, status_after
-from support_agent.rules.audit import GENESIS, AuditDraft, AuditEntry, chain
+from support_agent.rules.audit import START, AuditDraft, AuditEntry, Head, chain
+from support_agent.rules.audit_keys import MacKey
+from support_agent.rules.audit_proof import DIGESTS, Digest
 from support_agent.rules.budget import Slot, today
 from support_agent.rules.sessions import (
+    SESSION_PREFIX,
     SessionChange,
     SessionExists,
     TransitionRefused,
@@ -33,6 +39,13 @@ if TYPE_CHECKING:
 MAX_TRANSACTION_ITEMS = 100
 _BUDGET_KEEP_DAYS = 35
 _REQUEST: TypeAdapter[PersonRequest] = TypeAdapter(StoredRequest)
+# The extra items of a write, given the head it will leave (None when it writes no entry).
+ItemsFor = Callable[[Head | None], list[dict[str, Any]]]
+
+
+def anchor_fields(head: Head) -> dict[str, Any]:
+    """The chain head as the session record keeps it."""
+    return {"audit_seq": head.seq, "audit_hash": head.hash, "audit_mac": head.mac}
 
 
 def _session_key(session_id: str) -> dict[str, Any]:
@@ -168,42 +181,64 @@ def _request(item: dict[str, Any]) -> PersonRequest:
 
 
 class DynamoAuditLog(aws.DynamoTable):
-    """Audit chains in the audit table, written with conditional puts only (never an update or delete)."""
+    """Audit chains in the audit table, written with conditional puts only (never an update or delete).
 
-    def __init__(self, table: str, client: DynamoDBClient | None = None) -> None:
+    `key` seals the last entry of each write and pseudonymises e-mail addresses (`rules.audit`);
+    `sessions_table` is where chain heads are anchored on session records (and read back to verify).
+    """
+
+    def __init__(
+        self,
+        table: str,
+        client: DynamoDBClient | None = None,
+        *,
+        key: MacKey | None = None,
+        sessions_table: str | None = None,
+    ) -> None:
         super().__init__(table, client)
-        # Last (seq, hash) written per session by this process: saves a read per append within one invocation.
-        self._heads: dict[str, tuple[int, str]] = {}
+        self.key = key
+        self.sessions_table = sessions_table
+        # Last head written per session by this process: saves a read per append within one invocation.
+        self._heads: dict[str, Head] = {}
 
     def append(
         self, session_id: str, drafts: list[AuditDraft], *, new_chain: bool = False
     ) -> list[AuditEntry]:
         if new_chain:
-            self._heads[session_id] = (0, GENESIS)
+            self._heads[session_id] = START
         return self.write(session_id, drafts)
 
     def write(
-        self, session_id: str, drafts: list[AuditDraft], with_items: list[dict[str, Any]] | None = None
+        self,
+        session_id: str,
+        drafts: list[AuditDraft],
+        with_items: list[dict[str, Any]] | ItemsFor | None = None,
     ) -> list[AuditEntry]:
         """Append `drafts` together with `with_items` (a state change, a request) in one transaction.
 
+        `with_items` may be a function of the head the write leaves, so a session's move can carry it.
         Past DynamoDB's 100-item limit the earliest entries go first in transactions of their own: an entry
         may then exist without the state change it precedes, never a state change without its entries.
         Raises TransitionRefused when one of `with_items` fails its condition (nothing of the last
         transaction is written then).
         """
-        extra = with_items or []
-        room = MAX_TRANSACTION_ITEMS - len(extra)
+        fixed: list[dict[str, Any]] = [] if callable(with_items) else list(with_items or [])
+        items_for: ItemsFor = with_items if callable(with_items) else (lambda _head: list(fixed))
+        room = MAX_TRANSACTION_ITEMS - len(items_for(None))
         while len(drafts) > room:
-            self._write_once(session_id, drafts[:MAX_TRANSACTION_ITEMS], [])
+            self._write_once(session_id, drafts[:MAX_TRANSACTION_ITEMS], None)
             drafts = drafts[MAX_TRANSACTION_ITEMS:]
-        return self._write_once(session_id, drafts, extra) if drafts or extra else []
+        if not drafts and not items_for(None):
+            return []
+        return self._write_once(session_id, drafts, items_for if with_items else None)
 
     def _write_once(
-        self, session_id: str, drafts: list[AuditDraft], extra: list[dict[str, Any]]
+        self, session_id: str, drafts: list[AuditDraft], items_for: ItemsFor | None
     ) -> list[AuditEntry]:
         for _attempt in range(8):
-            entries = chain(session_id, self._heads.get(session_id) or self._read_head(session_id), drafts)
+            head = self._heads.get(session_id) or self._read_head(session_id)
+            entries = chain(session_id, head, drafts, self.key)
+            extra = items_for(entries[-1].head if entries else None) if items_for else []
             writes = [*(self._put(e) for e in entries), *extra]
             try:
                 if len(writes) == 1 and entries:
@@ -221,17 +256,45 @@ class DynamoAuditLog(aws.DynamoTable):
                 self._heads.pop(session_id, None)  # another writer appended: read the head again
                 continue
             if entries:
-                self._heads[session_id] = (entries[-1].seq, entries[-1].hash)
+                self._heads[session_id] = entries[-1].head
+                if items_for is None and session_id.startswith(SESSION_PREFIX):
+                    self._advance_anchor(session_id, entries[-1].head)
             return entries
         raise RuntimeError(f"audit append for {session_id} lost the race 8 times")
 
+    def _advance_anchor(self, session_id: str, head: Head) -> None:
+        """Move the session record's head forward (never back; without a record: nothing).
+
+        Not in the append's transaction: that would double the write cost of every lone entry, and a head
+        that lags after a crash between the two writes only leaves sealed entries past it, which verify
+        accepts (their MACs prove where they came from) and the next digest pins.
+        """
+        if not self.sessions_table:
+            return
+        args = aws.set_fields(
+            anchor_fields(head),
+            "attribute_exists(pk) AND (attribute_not_exists(audit_seq) OR audit_seq < :seq)",
+        )
+        args["ExpressionAttributeValues"][":seq"] = {"N": str(head.seq)}
+        try:
+            self.client.update_item(TableName=self.sessions_table, Key=_session_key(session_id), **args)
+        except Exception as exc:
+            if not aws.is_conditional_failure(exc):
+                raise
+
     def _put(self, entry: AuditEntry) -> dict[str, Any]:
-        item = aws.to_item({**entry.model_dump(), "details": json.dumps(entry.details, sort_keys=True)})
+        data = {**entry.model_dump(), "details": json.dumps(entry.details, sort_keys=True)}
+        if not entry.mac:
+            del data["mac"]
         return {
-            "Put": {"TableName": self.table, "Item": item, "ConditionExpression": "attribute_not_exists(seq)"}
+            "Put": {
+                "TableName": self.table,
+                "Item": aws.to_item(data),
+                "ConditionExpression": "attribute_not_exists(seq)",
+            }
         }
 
-    def _read_head(self, session_id: str) -> tuple[int, str]:
+    def _read_head(self, session_id: str) -> Head:
         resp = self.client.query(
             TableName=self.table,
             KeyConditionExpression="session_id = :s",
@@ -242,9 +305,9 @@ class DynamoAuditLog(aws.DynamoTable):
         )
         items = resp.get("Items", [])
         if not items:
-            return 0, GENESIS
+            return START
         last = aws.from_item(items[0])
-        return int(last["seq"]), str(last["hash"])
+        return Head(int(last["seq"]), str(last["hash"]), str(last.get("mac", "")))
 
     def entries(self, session_id: str) -> list[AuditEntry]:
         kwargs: dict[str, Any] = {
@@ -260,19 +323,78 @@ class DynamoAuditLog(aws.DynamoTable):
         return self._pages("scan", {"TableName": self.table, "ConsistentRead": True})
 
     def _pages(self, operation: str, kwargs: dict[str, Any]) -> Iterator[AuditEntry]:
+        for data in self._items(operation, kwargs):
+            if data["session_id"] == DIGESTS:
+                continue
+            data["details"] = json.loads(data.get("details") or "{}")
+            yield AuditEntry.model_validate(data)
+
+    def _items(self, operation: str, kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
         while True:
             resp = getattr(self.client, operation)(**kwargs)
             for item in resp.get("Items", []):
-                data = aws.from_item(item)
-                data["details"] = json.loads(data.get("details") or "{}")
-                yield AuditEntry.model_validate(data)
+                yield aws.from_item(item)
             if "LastEvaluatedKey" not in resp:
                 return
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
+    # --- what proves the chains (operator tooling) ---------------------------------------------------
+
+    def anchors(self, session_id: str | None = None) -> dict[str, Head]:
+        """Heads kept on session records: one session's (GetItem), or every session's (Scan)."""
+        if not self.sessions_table:
+            return {}
+        columns = {"ProjectionExpression": "pk, sk, audit_seq, audit_hash, audit_mac", "ConsistentRead": True}
+        if session_id is not None:
+            resp = self.client.get_item(
+                TableName=self.sessions_table,
+                Key=_session_key(session_id),
+                **columns,  # type: ignore[arg-type]
+            )
+            found = [aws.from_item(resp["Item"])] if "Item" in resp else []
+        else:
+            kwargs: dict[str, Any] = {
+                "TableName": self.sessions_table,
+                "FilterExpression": "sk = :s AND attribute_exists(audit_seq)",
+                "ExpressionAttributeValues": {":s": {"S": "SESSION"}},
+                **columns,
+            }
+            found = list(self._items("scan", kwargs))
+        return {
+            str(r["pk"]).removeprefix("SESSION#"): Head(
+                int(r["audit_seq"]), str(r["audit_hash"]), str(r["audit_mac"])
+            )
+            for r in found
+            if "audit_seq" in r
+        }
+
+    def digests(self) -> list[Digest]:
+        """Every digest in the table, in order."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "session_id = :s",
+            "ExpressionAttributeValues": {":s": {"S": DIGESTS}},
+            "ConsistentRead": True,
+        }
+        out = []
+        for data in self._items("query", kwargs):
+            data["heads"] = json.loads(data.get("heads") or "{}")
+            out.append(Digest.model_validate({**data, "number": data["seq"]}))
+        return out
+
+    def put_digest(self, digest: Digest) -> None:
+        """Store a digest under its number (a conditional put: an existing digest is never replaced)."""
+        data = digest.model_dump(mode="json", exclude={"number", "heads"})
+        item = {
+            **aws.to_item({**data, "session_id": DIGESTS, "seq": digest.number}),
+            "heads": {"S": json.dumps(digest.model_dump(mode="json")["heads"], sort_keys=True)},
+        }
+        self.client.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(seq)")
+
 
 class DynamoSessionCommitter:
-    """One outcome, one transaction: the session's move, the request it creates, and its audit entries."""
+    """One outcome, one transaction: the session's move (with the chain's new head), the request it
+    creates, and its audit entries."""
 
     def __init__(
         self, sessions: DynamoSessionStore, approvals: DynamoApprovalStore, audit: DynamoAuditLog
@@ -282,9 +404,13 @@ class DynamoSessionCommitter:
         self.audit = audit
 
     def commit(self, change: SessionChange) -> None:
-        items = [self.sessions.transition_item(change)]
-        if change.request is not None:
-            items.append(self.approvals.put_item(change.request))
+        def items(head: Head | None) -> list[dict[str, Any]]:
+            moved = replace(change, fields={**change.fields, **anchor_fields(head)}) if head else change
+            out = [self.sessions.transition_item(moved)]
+            if change.request is not None:
+                out.append(self.approvals.put_item(change.request))
+            return out
+
         self.audit.write(change.session_id, change.entries, items)
 
 

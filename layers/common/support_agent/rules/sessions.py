@@ -37,10 +37,13 @@ class SessionExists(Exception):
         self.session = session
 
 
+SESSION_PREFIX = "ses_"  # other audit chains (intake's rejections) have no session record
+
+
 def session_id_for(source: str, event_id: str) -> str:
     """Stable session id for one delivery of one event from one source."""
     digest = hashlib.sha256(f"{source}\x00{event_id}".encode()).hexdigest()
-    return f"ses_{digest[:24]}"
+    return f"{SESSION_PREFIX}{digest[:24]}"
 
 
 def new_session(session_id: str, ticket: Ticket, state: SessionState, reason: str | None = None) -> Session:
