@@ -499,15 +499,16 @@ def test_emails_never_enter_a_chain_and_erasure_leaves_every_chain_verifiable(st
         )
     assert result.outcome == "respond"
 
-    # The lookup by e-mail is audited under a keyed pseudonym, never the address.
+    # The run names the bound record, never the address; an address that reaches the trail anyway (a
+    # resource or an adapter's error) is replaced by a keyed pseudonym, the same one for the same mailbox.
     entries = stack.audit().entries(sid)
-    (lookup,) = [e for e in entries if e.details.get("tool") == "find_customer_by_email"]
+    assert any(e.action == "identity:bind" and e.resource == "customers/cus_jane" for e in entries)
+    (lookup,) = stack.audit().append(sid, [draft("a", "crm:read", f"customers/by-email/{email}", "d", "o")])
     pseudonym = lookup.resource.removeprefix("customers/by-email/")
     assert len(pseudonym) == 32 and int(pseudonym, 16) >= 0
     assert entries[-1].details["error"] == f"no email:{pseudonym}"
     audit_items = json.dumps(scan(stack.ref("AuditTable"))).lower()
     assert email not in audit_items and "jane smith" not in audit_items
-    # ... and the same address always gets the same pseudonym (lookups stay correlatable without it).
     assert (
         stack.audit()
         .append(sid, [draft("a", "crm:read", f"customers/by-email/{email.upper()}", "d", "o")])[0]
@@ -528,7 +529,8 @@ def test_emails_never_enter_a_chain_and_erasure_leaves_every_chain_verifiable(st
     db().update_item(
         TableName=stack.ref("SessionsTable"),
         Key={"pk": {"S": f"SESSION#{sid}"}, "sk": {"S": "SESSION"}},
-        UpdateExpression="SET ticket = :t, transcript = :e, replies = :e",
+        UpdateExpression="SET ticket = :t, transcript = :e, replies = :e REMOVE #requester",
+        ExpressionAttributeNames={"#requester": "requester"},
         ExpressionAttributeValues={
             ":t": aws.to_item({"t": redacted.model_dump(mode="json")})["t"],
             ":e": {"L": []},

@@ -38,8 +38,9 @@ if TYPE_CHECKING:
 GENESIS = "0" * 64
 _ENTRY_MAC = b"support-agent/audit-entry/v1\n"
 _EMAIL_PSEUDONYM = b"support-agent/email/v1\n"
-# Anything around an @ up to a space, quote or bracket: also look-alike and escaped addresses ('tom\u212a@…').
-_EMAIL = re.compile(r"""[^\s@'"<>()\[\],;]+@[^\s@'"<>()\[\],;]+""")
+# Anything around an @ up to a space, quote, bracket or slash: also look-alike and escaped addresses
+# ('tom\u212a@…'); the slash keeps a resource's path (`customers/by-email/<address>`) around the pseudonym.
+_EMAIL = re.compile(r"""[^\s@'"<>()\[\],;/]+@[^\s@'"<>()\[\],;/]+""")
 _PSEUDONYMS: OrderedDict[tuple[str, str], str] = OrderedDict()
 _PSEUDONYM_CACHE = 1024
 # Secrets and raw bodies; token *counts* (input_tokens, …) are kept, a token itself (task_token) is not.
