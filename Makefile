@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 FUNCTIONS := $(wildcard functions/*/app.py)
 
-.PHONY: install demo test lint format bench fuzz clean
+.PHONY: install demo test lint format bench fuzz faults clean
 
 $(BIN)/support-agent: pyproject.toml layers/common/requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,11 @@ bench: install
 # on 127.0.0.1); fails unless 0 answered 5xx, 0 dropped, 0 forged accepted and 0 state changes from refusals.
 fuzz: install
 	$(BIN)/python bench/fuzz.py
+
+# One fault per row through the whole local pipeline (the model via the real SDK on a strict Messages API
+# stand-in); fails unless every ticket ends answered or with a person and nothing runs twice.
+faults: install
+	$(BIN)/python -m support_agent_local.faults
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam

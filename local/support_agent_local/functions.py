@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import time
 import uuid
 from dataclasses import dataclass, field
+from functools import cache
 from types import ModuleType
 from typing import Any
 
-from support_agent_local.template import PROJECT_ROOT
+from support_agent_local.template import PROJECT_ROOT, load_template
 
 _LOADED: dict[str, ModuleType] = {}
 
@@ -57,12 +59,30 @@ class LambdaContext:
     def invoked_function_arn(self) -> str:
         return f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
 
+    started: float = field(default_factory=time.monotonic)
+
     def get_remaining_time_in_millis(self) -> int:
-        return self.timeout_ms
+        """Counts down from the function's timeout, as Lambda's does (the agent plans by it)."""
+        return max(0, self.timeout_ms - int((time.monotonic() - self.started) * 1000))
 
 
-def invoke(name: str, event: dict[str, Any], timeout_s: int = 30) -> Any:
-    """Call functions/<name>'s lambda_handler with `event` and a Lambda-like context."""
+@cache
+def template_timeout(name: str) -> int:
+    """The Timeout template.yaml gives functions/<name> (or Globals' default)."""
+    template = load_template()
+    default = int(template.get("Globals", {}).get("Function", {}).get("Timeout", 3))
+    for spec in template.get("Resources", {}).values():
+        props = spec.get("Properties", {})
+        if spec.get("Type") == "AWS::Serverless::Function" and str(props.get("CodeUri", "")).rstrip("/") == (
+            f"functions/{name}"
+        ):
+            return int(props.get("Timeout", default))
+    return default
+
+
+def invoke(name: str, event: dict[str, Any], timeout_s: int | None = None) -> Any:
+    """Call functions/<name>'s lambda_handler with `event` and a Lambda-like context (its template timeout)."""
     module = load_handler_module(name)
-    context = LambdaContext(function_name=f"support-agent-{name}", timeout_ms=timeout_s * 1000)
+    seconds = template_timeout(name) if timeout_s is None else timeout_s
+    context = LambdaContext(function_name=f"support-agent-{name}", timeout_ms=seconds * 1000)
     return module.lambda_handler(event, context)

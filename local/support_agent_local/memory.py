@@ -38,7 +38,14 @@ from support_agent.rules.audit import START, AuditDraft, AuditEntry, Head, chain
 from support_agent.rules.audit_keys import LocalMacKey, MacKey
 from support_agent.rules.audit_proof import Digest
 from support_agent.rules.budget import Slot, today
-from support_agent.rules.sessions import SessionChange, SessionExists, TransitionRefused, check_transition
+from support_agent.rules.sessions import (
+    Guard,
+    SessionChange,
+    SessionExists,
+    TransitionRefused,
+    check_transition,
+    moved_fields,
+)
 
 SAMPLE_DATA = (
     Path(__file__).resolve().parents[2] / "layers" / "common" / "support_agent" / "data" / "sample_data.json"
@@ -61,22 +68,39 @@ class MemorySessionStore:
         return found.model_copy(deep=True) if found else None
 
     def transition(
-        self, session_id: str, expected: SessionState, new: SessionState, **fields: Any
+        self,
+        session_id: str,
+        expected: SessionState,
+        new: SessionState,
+        guard: Guard | None = None,
+        **fields: Any,
     ) -> Session:
         with self.lock:
-            return self.apply(session_id, expected, new, fields)
+            return self.apply(session_id, expected, new, fields, guard)
+
+    def expired_leases(self, state: SessionState, before: str) -> list[str]:
+        return [
+            s.session_id
+            for s in self.items.values()
+            if s.state is state and s.lease_until is not None and s.lease_until < before
+        ]
 
     def apply(
-        self, session_id: str, expected: SessionState, new: SessionState, fields: dict[str, Any]
+        self,
+        session_id: str,
+        expected: SessionState,
+        new: SessionState,
+        fields: dict[str, Any],
+        guard: Guard | None = None,
     ) -> Session:
         """The guarded move (the caller holds the lock)."""
         check_transition(expected, new)
         current = self.items.get(session_id)
-        if current is None or current.state is not expected:
+        if current is None or current.state is not expected or (guard and not guard.holds(current)):
             raise TransitionRefused(f"session {session_id} is not {expected.value}")
         data = {
             **current.model_dump(mode="json"),
-            **_plain(fields),
+            **_plain(moved_fields(new, fields)),
             "state": new.value,
             "updated_at": clock.iso(),
         }
@@ -202,7 +226,7 @@ class MemorySessionCommitter:
                 raise TransitionRefused(f"session {change.session_id} is not {change.expected.value}")
             if change.request is not None and change.request.request_id in self.approvals.items:
                 raise TransitionRefused(f"request {change.request.request_id} exists")
-            self.sessions.apply(change.session_id, change.expected, change.new, change.fields)
+            self.sessions.apply(change.session_id, change.expected, change.new, change.fields, change.guard)
             if change.request is not None:
                 self.approvals.put(change.request)
             self.audit.extend(change.session_id, change.entries)

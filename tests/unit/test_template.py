@@ -135,13 +135,17 @@ def test_audit_key_policies_delegate_to_the_account_only():
             assert sub_text(statement["Principal"]["AWS"]).endswith(":iam::${AWS::AccountId}:root"), name
 
 
+# The sweeper writes no audit entry: it finds sessions and queues messages; AgentStep audits the takeover.
+AUDITING = set(FUNCTIONS) - {"SweeperFunction"}
+
+
 def test_functions_may_only_seal_with_the_mac_key_and_never_sign():
     on_kms = [
         (o, s)
         for o, s in statements()
         if o in FUNCTIONS and any(a.startswith("kms:") for a in as_list(s["Action"]))
     ]
-    assert {o for o, _ in on_kms} == set(FUNCTIONS)
+    assert {o for o, _ in on_kms} == AUDITING
     for owner, statement in on_kms:
         assert as_list(statement["Action"]) == ["kms:GenerateMac"], owner
         assert statement["Resource"] == {"Fn::GetAtt": ["AuditMacKey", "Arn"]}, owner
@@ -152,7 +156,7 @@ def test_functions_may_only_seal_with_the_mac_key_and_never_sign():
 
 def test_the_audit_table_is_append_only_for_every_function():
     on_audit = [(o, s) for o, s in statements() if mentions(s["Resource"], "AuditTable")]
-    assert {o for o, _ in on_audit} == set(FUNCTIONS)
+    assert {o for o, _ in on_audit} == AUDITING
     for owner, statement in on_audit:
         actions = set(as_list(statement["Action"]))
         assert "dynamodb:PutItem" in actions, owner
@@ -332,6 +336,25 @@ def test_agent_step_timeouts_agree():
     assert turns * model + SESSION_OVERHEAD_SECONDS <= timeout
     # ... and so does a model outage: every attempt of one call times out, then the session is handed off.
     assert (MODEL_SDK_RETRIES + 1) * model + MODEL_SDK_RETRIES * MODEL_SDK_MAX_BACKOFF <= timeout
+
+
+def test_the_lease_outlives_an_invocation_and_runs_out_before_a_redelivery():
+    env = props("AgentStepFunction")["Environment"]["Variables"]
+    lease, timeout = float(env["LEASE_SECONDS"]), function_timeout("AgentStepFunction")
+    assert lease >= timeout + 60  # a live run never loses its lease
+    assert props("AgentQueue")["VisibilityTimeout"] >= lease  # a redelivery finds it expired
+    (event,) = props("AgentStepFunction")["Events"].values()
+    assert event["Properties"]["BatchSize"] == 1  # one session's bound is the invocation's
+
+
+def test_the_sweeper_reads_only_the_lease_index_and_runs_every_five_minutes():
+    (schedule,) = props("SweeperFunction")["Events"].values()
+    assert schedule["Properties"]["ScheduleExpression"] == "rate(5 minutes)"
+    (index,) = props("SessionsTable")["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "ByLease"
+    assert [k["AttributeName"] for k in index["KeySchema"]] == ["state", "lease_until"]
+    actions = [s["Action"] for s in props("SweeperFunction")["Policies"][0]["Statement"]]
+    assert actions == [["dynamodb:Query"], ["sqs:SendMessage"]]
 
 
 @pytest.mark.parametrize(("function", "queue", "event"), sqs_sources(), ids=[q for _, q, _ in sqs_sources()])

@@ -120,9 +120,22 @@ def set_fields(fields: dict[str, Any], condition: str = "attribute_exists(pk)") 
 
 
 def is_conditional_failure(exc: Exception) -> bool:
-    """True when a DynamoDB write was refused by its condition."""
-    code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
-    return code in {"ConditionalCheckFailedException", "TransactionCanceledException"}
+    """True when a DynamoDB write was refused by its condition.
+
+    A cancelled transaction counts only when one of its conditions failed: one cancelled by a conflict
+    with another transaction, by throttling or by validation is an error, not a refusal.
+    """
+    response = getattr(exc, "response", {})
+    error = response.get("Error", {})
+    code = error.get("Code", "")
+    if code == "ConditionalCheckFailedException":
+        return True
+    if code != "TransactionCanceledException":
+        return False
+    reasons = response.get("CancellationReasons")
+    if reasons:
+        return any(r.get("Code") == "ConditionalCheckFailed" for r in reasons)
+    return "ConditionalCheckFailed" in str(error.get("Message", ""))
 
 
 class DynamoTable:

@@ -19,6 +19,7 @@ from support_agent.config import (
     InteractionSettings,
     NotifierSettings,
     SlackSettings,
+    SweeperSettings,
     settings,
 )
 from support_agent.rules.policy import Policy, cached_policy
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from support_agent.adapters.ports import Accounts, Adapters, Billing, Crm, KnowledgeBase, Tickets
     from support_agent.agent.llm import ModelProvider
     from support_agent.agent.runner import AgentRunner
+    from support_agent.agent.sweeper import Sweeper
     from support_agent.intake.service import IntakeService
     from support_agent.rules.audit_keys import KmsMacKey
     from support_agent.rules.dynamodb import DynamoAuditLog
@@ -201,7 +203,14 @@ def agent_runner(
     audit = audit_log(s)
     commits = DynamoSessionCommitter(sessions, approvals, audit)
     ports = adapters(s, remaining)
-    loop = TurnLoop(rules, model or provider(s), DynamoTokenBudget(s.sessions_table), max_turns=s.max_turns)
+    loop = TurnLoop(
+        rules,
+        model or provider(s),
+        DynamoTokenBudget(s.sessions_table),
+        max_turns=s.max_turns,
+        remaining=remaining,
+        call_timeout=s.model_timeout_seconds,
+    )
     outcomes = OutcomeWriter(
         rules,
         ports,
@@ -210,8 +219,26 @@ def agent_runner(
         SqsQueue(s.notify_queue_url),
     )
     return AgentRunner(
-        rules, sessions, approvals, audit, ports, loop, outcomes, HandoffFollowUps(rules, ports, commits)
+        rules,
+        sessions,
+        approvals,
+        audit,
+        ports,
+        loop,
+        outcomes,
+        HandoffFollowUps(rules, ports, commits),
+        lease_seconds=s.lease_seconds,
     )
+
+
+def sweeper() -> Sweeper:
+    """The Sweeper function's service: running sessions past their lease go back to AgentStep to be handed off."""
+    from support_agent.agent.sweeper import Sweeper
+    from support_agent.messaging import SqsQueue
+    from support_agent.rules.dynamodb import DynamoSessionStore
+
+    s = settings(SweeperSettings)
+    return Sweeper(DynamoSessionStore(s.sessions_table), SqsQueue(s.agent_queue_url))
 
 
 @cache

@@ -54,11 +54,14 @@ class AgentSettings(Common):
     anthropic_secret_name: str = "support-agent/anthropic"
     # Local runs only (the demo with a key of your own); deployed functions read the key from Secrets Manager.
     anthropic_api_key: SecretStr | None = None
-    model_id: str = "claude-sonnet-4-5"
+    # claude-sonnet-4-5 reaches end of life on 2026-11-30 (the anthropic SDK warns on every call).
+    model_id: str = "claude-sonnet-4-6"
     bedrock_model_id: str = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
     aws_region: str | None = None
     model_timeout_seconds: float = Field(default=60.0, gt=0)
     max_turns: int = Field(default=8, gt=0)
+    # How long a claim holds a session: longer than the function's timeout (template.yaml's arithmetic).
+    lease_seconds: float = Field(default=360.0, gt=0)
     # Which backend serves each port; the composition root is the one place that reads these.
     tickets_backend: Literal["embedded", "zendesk"] = "embedded"
     crm_backend: Literal["embedded", "customer_api"] = "embedded"
@@ -97,6 +100,10 @@ class NotifierSettings(SlackSettings):
 
 
 class InteractionSettings(SlackSettings):
+    agent_queue_url: str = Field(min_length=1)
+
+
+class SweeperSettings(Common):
     agent_queue_url: str = Field(min_length=1)
 
 

@@ -105,6 +105,10 @@ class Session(BaseModel):
     transcript: list[dict[str, Any]] = Field(default_factory=list)
     actions: list[dict[str, Any]] = Field(default_factory=list)
     replies: list[str] = Field(default_factory=list)
+    # While RUNNING: who holds the session and until when (rules.sessions.Lease); gone in every other state.
+    lease_id: str | None = None
+    lease_until: str | None = None
+    lease_for: str | None = None
 
 
 DecisionKind = Literal["approve", "partial", "deny", "reply_manually", "take_over", "send_draft", "expired"]
@@ -273,7 +277,7 @@ class AgentMessage(BaseModel):
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
-    type: Literal["start", "resume", "expire", "handoff_follow_up"] = "start"
+    type: Literal["start", "resume", "expire", "handoff_follow_up", "sweep"] = "start"
     session_id: str = Field(min_length=1, max_length=80)
     approval_id: str | None = Field(default=None, max_length=80)
     notice_id: str | None = Field(default=None, max_length=80)

@@ -53,6 +53,8 @@ class ModelRequest:
     messages: list[dict[str, Any]]
     max_tokens: int
     tool_choice: dict[str, Any] | None = None
+    # Seconds this call may take, retries included (the function's time left); None: no limit.
+    time_budget: float | None = None
 
     def cached_system(self) -> list[dict[str, Any]]:
         return [{"type": "text", "text": self.system, "cache_control": {"type": "ephemeral"}}]
@@ -110,10 +112,29 @@ def _block(block: dict[str, Any]) -> dict[str, Any]:
 class AnthropicProvider:
     """Claude through the `anthropic` SDK: `Anthropic` (API key) or `AnthropicBedrock` (IAM)."""
 
-    def __init__(self, client: Any, model: str, name: str = "anthropic") -> None:
+    # The SDK's backoff between attempts is at most 8 s (anthropic._constants.MAX_RETRY_DELAY).
+    RETRY_DELAY = 8.0
+
+    def __init__(
+        self,
+        client: Any,
+        model: str,
+        name: str = "anthropic",
+        timeout: float = 60.0,
+        max_retries: int = 3,
+    ) -> None:
         self.client = client
         self.model = model
         self.name = f"{name}:{model}"
+        self.timeout = timeout
+        self.max_retries = max_retries
+
+    def retries_within(self, seconds: float | None) -> int:
+        """How many retries fit in `seconds` after the first attempt (each: backoff + one timeout)."""
+        if seconds is None:
+            return self.max_retries
+        fit = int((seconds - self.timeout) // (self.RETRY_DELAY + self.timeout))
+        return max(0, min(self.max_retries, fit))
 
     @classmethod
     def from_api_key(
@@ -121,15 +142,15 @@ class AnthropicProvider:
     ) -> AnthropicProvider:
         import anthropic
 
-        return cls(anthropic.Anthropic(api_key=api_key, timeout=timeout, max_retries=max_retries), model)
+        client = anthropic.Anthropic(api_key=api_key, timeout=timeout, max_retries=max_retries)
+        return cls(client, model, timeout=timeout, max_retries=max_retries)
 
     @classmethod
     def bedrock(cls, model: str, region: str | None = None, timeout: float = 60.0) -> AnthropicProvider:
         import anthropic
 
-        return cls(
-            anthropic.AnthropicBedrock(aws_region=region, timeout=timeout, max_retries=3), model, "bedrock"
-        )
+        client = anthropic.AnthropicBedrock(aws_region=region, timeout=timeout, max_retries=3)
+        return cls(client, model, "bedrock", timeout=timeout)
 
     def create(self, request: ModelRequest) -> ModelResponse:
         import anthropic
@@ -143,14 +164,17 @@ class AnthropicProvider:
         }
         if request.tool_choice:
             kwargs["tool_choice"] = request.tool_choice
+        retries = self.retries_within(request.time_budget)
+        client = self.client if retries == self.max_retries else self.client.with_options(max_retries=retries)
         try:
-            message = self.client.messages.create(**kwargs)
-        except (anthropic.APIConnectionError, anthropic.RateLimitError, anthropic.InternalServerError) as exc:
+            message = client.messages.create(**kwargs)
+        except anthropic.APIConnectionError as exc:  # timeouts included
             raise ModelUnavailable(f"{type(exc).__name__}: the model did not answer after retries") from exc
         except anthropic.APIStatusError as exc:
-            if exc.status_code >= 500 or exc.status_code == 429:
-                raise ModelUnavailable(f"model API answered {exc.status_code}") from exc
-            raise
+            # 429/5xx after the SDK's retries, and 4xx that no retry fixes (a rotated key: 401; a request
+            # the API refuses: 400, 413): either way the ticket goes to people, with the status as reason.
+            kind = exc.body.get("error", {}).get("type", "") if isinstance(exc.body, dict) else ""
+            raise ModelUnavailable(f"model API answered {exc.status_code} {kind}".strip()) from exc
         return _from_message(message)
 
 

@@ -6,6 +6,7 @@ model provider, the tool executor, the token budget port and the run's audit jou
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,11 @@ from support_agent.rules.policy import Policy
 
 MIN_OUTPUT_TOKENS = 256
 DEFAULT_MAX_TOKENS = 1500
+# Stop reasons after which the turn's content is complete and its tool calls may run.
+COMPLETE_TURN = frozenset({"end_turn", "tool_use", "stop_sequence"})
+# Before each model call the function must have this much time beyond one call's timeout: the outcome's
+# commit, the helpdesk update and the handoff itself (a handoff is the way out, so it must fit).
+FINISH_SECONDS = 20.0
 
 
 @dataclass(frozen=True)
@@ -95,17 +101,27 @@ class TurnLoop:
     max_turns: int = 8
     max_tokens_per_call: int = DEFAULT_MAX_TOKENS
     tools: tuple[Tool, ...] = TOOLS
+    # Seconds left before the function is stopped (Lambda's context), and one model call's timeout.
+    remaining: Callable[[], float] | None = None
+    call_timeout: float = 30.0
 
     def run(self, run: Run) -> Outcome:
         """Turns until an outcome; every model call is budgeted and recorded in the run's journal."""
         system = system_prompt(self.policy)
         limit = self.policy.budget.max_tokens_per_session
+        truncated = 0
         for _turn in range(self.max_turns):
+            if self.remaining is not None and self.remaining() < self.call_timeout + FINISH_SECONDS:
+                left = f"{self.remaining():.0f} s left, a model call may take {self.call_timeout:.0f} s"
+                return HandOff("out_of_time", f"the function would be stopped mid-call ({left})")
             tools = self._schemas(run)
             room = limit - run.tokens_used - estimate_tokens([system, tools, run.messages])
             if room < MIN_OUTPUT_TOKENS:
                 return HandOff("token_budget_exhausted", f"{run.tokens_used}/{limit} tokens used")
-            request = ModelRequest(system, tools, list(run.messages), min(self.max_tokens_per_call, room))
+            # A turn cut off by max_tokens is asked again once with twice the room, where the budget allows.
+            want = self.max_tokens_per_call * (2 if truncated else 1)
+            budget = self.remaining() - FINISH_SECONDS if self.remaining is not None else None
+            request = ModelRequest(system, tools, list(run.messages), min(want, room), time_budget=budget)
             try:
                 response = self.provider.create(request)
             except ModelUnavailable as exc:
@@ -120,7 +136,26 @@ class TurnLoop:
                 run.tokens_used = self.tokens.record_overrun(run.sid, usage.total)
                 return HandOff("token_budget_exhausted", f"{run.tokens_used}/{limit} tokens used")
             run.tokens_used = charged
-            run.messages.append({"role": "assistant", "content": response.content})
+            stop = response.stop_reason
+            if stop == "max_tokens":
+                # Its tool calls may be cut short: none of them runs, and the turn is not kept.
+                if truncated or request.max_tokens >= room:
+                    return HandOff(
+                        "model_output_truncated",
+                        f"the model's answer was cut off at {request.max_tokens} output tokens; nothing ran",
+                    )
+                truncated += 1
+                continue
+            if stop == "refusal":
+                return HandOff("model_refused", "the model declined to handle this ticket")
+            if stop == "pause_turn":
+                # The API paused a long turn: send it back as it is and the model carries on.
+                self._keep_turn(run, response.content)
+                continue
+            if stop is not None and stop not in COMPLETE_TURN:
+                return HandOff("model_stopped", f"the model stopped with {stop!r}; nothing of that turn ran")
+            truncated = 0
+            self._keep_turn(run, response.content)
             run.notes.extend(b["text"] for b in response.content if b.get("type") == "text" and b.get("text"))
             uses = [b for b in response.content if b.get("type") == "tool_use"]
             if not uses:
@@ -129,6 +164,14 @@ class TurnLoop:
             if outcome is not None:
                 return outcome
         return HandOff("turn_limit", f"no outcome after {self.max_turns} model turns")
+
+    @staticmethod
+    def _keep_turn(run: Run, content: list[dict[str, Any]]) -> None:
+        """Add the model's turn to the transcript; the rest of a paused turn joins the paused part."""
+        if run.messages and run.messages[-1]["role"] == "assistant":
+            run.messages[-1] = {"role": "assistant", "content": [*run.messages[-1]["content"], *content]}
+        else:
+            run.messages.append({"role": "assistant", "content": content})
 
     def _schemas(self, run: Run) -> list[dict[str, Any]]:
         route = "auto" if run.reply_allowed else run.triage.route

@@ -24,7 +24,7 @@ from support_agent.models import (
     SessionState,
 )
 from support_agent.rules.policy import Policy
-from support_agent.rules.sessions import SessionChange, SessionCommitter
+from support_agent.rules.sessions import Guard, SessionChange, SessionCommitter
 from support_agent.slack.render import draft_fits
 
 ResultKind = Literal["respond", "approval", "handoff", "skipped"]
@@ -222,7 +222,10 @@ class OutcomeWriter:
             **({"requester": run.ctx.requester} if run.ctx.requester is not None else {}),
             **fields,
         }
-        change = SessionChange(run.sid, run.state, new, run.journal.drain(), fields, request)
+        # Fenced by the run's lease: a run that lost it (expired, taken over) cannot write an outcome.
+        lease = run.session.lease_id if run.state is SessionState.RUNNING else None
+        guard = Guard(lease_id=lease) if lease else None
+        change = SessionChange(run.sid, run.state, new, run.journal.drain(), fields, request, guard)
         self.commits.commit(change)
         run.state = new
 

@@ -26,15 +26,19 @@ from support_agent.rules.audit_proof import DIGESTS, Digest
 from support_agent.rules.budget import Slot, today
 from support_agent.rules.sessions import (
     SESSION_PREFIX,
+    Guard,
     SessionChange,
     SessionExists,
     TransitionRefused,
     check_transition,
+    moved_fields,
 )
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
+# The sessions table's index of running sessions by lease expiry (template.yaml, SessionsTable).
+LEASE_INDEX = "ByLease"
 # DynamoDB's limit of items in one TransactWriteItems call.
 MAX_TRANSACTION_ITEMS = 100
 _BUDGET_KEEP_DAYS = 35
@@ -97,13 +101,18 @@ class DynamoSessionStore(aws.DynamoTable):
         return Session.model_validate(aws.record(item)) if item else None
 
     def transition(
-        self, session_id: str, expected: SessionState, new: SessionState, **fields: Any
+        self,
+        session_id: str,
+        expected: SessionState,
+        new: SessionState,
+        guard: Guard | None = None,
+        **fields: Any,
     ) -> Session:
         try:
             resp = self.client.update_item(
                 TableName=self.table,
                 ReturnValues="ALL_NEW",
-                **self._transition_args(session_id, expected, new, fields),
+                **self._transition_args(session_id, expected, new, fields, guard),
             )
         except Exception as exc:
             if aws.is_conditional_failure(exc):
@@ -111,20 +120,67 @@ class DynamoSessionStore(aws.DynamoTable):
             raise
         return Session.model_validate(aws.record(resp["Attributes"]))
 
+    def expired_leases(self, state: SessionState, before: str) -> list[str]:
+        ids: list[str] = []
+        args: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": LEASE_INDEX,
+            "KeyConditionExpression": "#state = :state AND lease_until < :before",
+            "ExpressionAttributeNames": {"#state": "state"},
+            "ExpressionAttributeValues": {":state": {"S": state.value}, ":before": {"S": before}},
+        }
+        while True:
+            page = self.client.query(**args)
+            ids += [item["pk"]["S"].removeprefix("SESSION#") for item in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                return ids
+            args["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def transition_item(self, change: SessionChange) -> dict[str, Any]:
         """The change's guarded move as a TransactWriteItems entry."""
-        args = self._transition_args(change.session_id, change.expected, change.new, change.fields)
+        args = self._transition_args(
+            change.session_id, change.expected, change.new, change.fields, change.guard
+        )
         return {"Update": {"TableName": self.table, **args}}
 
     def _transition_args(
-        self, session_id: str, expected: SessionState, new: SessionState, fields: dict[str, Any]
+        self,
+        session_id: str,
+        expected: SessionState,
+        new: SessionState,
+        fields: dict[str, Any],
+        guard: Guard | None = None,
     ) -> dict[str, Any]:
         check_transition(expected, new)
-        values = {k: _jsonable(v) for k, v in {**fields, "state": new, "updated_at": clock.iso()}.items()}
-        args = aws.set_fields(values, "attribute_exists(pk) AND #state = :expected")
-        args["ExpressionAttributeNames"]["#state"] = "state"
-        args.setdefault("ExpressionAttributeValues", {})[":expected"] = {"S": expected.value}
+        moved = {**moved_fields(new, fields), "state": new, "updated_at": clock.iso()}
+        values = {k: _jsonable(v) for k, v in moved.items()}
+        condition, names, guard_values = _guard_condition(guard)
+        args = aws.set_fields(values, "attribute_exists(pk) AND #state = :expected" + condition)
+        args["ExpressionAttributeNames"].update({"#state": "state", **names})
+        args.setdefault("ExpressionAttributeValues", {}).update(
+            {":expected": {"S": expected.value}, **guard_values}
+        )
         return {"Key": _session_key(session_id), **args}
+
+
+def _guard_condition(guard: Guard | None) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """The guard as a condition to AND onto a move (Guard.holds is the same test in Python)."""
+    if guard is None:
+        return "", {}, {}
+    parts: list[str] = []
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    for name in ("approval_id", "lease_id", "lease_for"):
+        wanted = getattr(guard, name)
+        if wanted is not None:
+            parts.append(f"#g_{name} = :g_{name}")
+            names[f"#g_{name}"] = name
+            values[f":g_{name}"] = {"S": wanted}
+    if guard.expired_at is not None:
+        parts.append("(attribute_not_exists(#g_until) OR #g_until < :g_until)")
+        names["#g_until"] = "lease_until"
+        values[":g_until"] = {"S": guard.expired_at}
+    return "".join(f" AND {p}" for p in parts), names, values
 
 
 class DynamoApprovalStore(aws.DynamoTable):

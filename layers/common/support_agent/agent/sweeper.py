@@ -1,0 +1,45 @@
+"""The sweeper, run on a schedule, finds what nothing else will finish:
+
+- sessions still RUNNING after their lease ran out (the run holding them was killed: a Lambda timeout, an
+  out-of-memory, a crash between two writes): each goes to AgentStep as a `sweep` message, which takes
+  the lease over and hands the ticket to people;
+- sessions still QUEUED long after intake stored them (intake died between storing and queueing, and the
+  sender did not retry): their `start` message is sent again (a duplicate start is skipped by the claim).
+
+The count of the first kind is the `SessionsStuck` metric (0 included, so the alarm clears).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from support_agent import clock
+from support_agent.messaging import Queue
+from support_agent.models import AgentMessage, SessionState
+from support_agent.rules.sessions import SessionStore
+
+
+@dataclass(frozen=True)
+class Swept:
+    stuck: list[str] = field(default_factory=list)  # running past their lease: handed to people
+    requeued: list[str] = field(default_factory=list)  # queued past their grace: started again
+
+
+@dataclass
+class Sweeper:
+    sessions: SessionStore
+    queue: Queue
+
+    def sweep(self, now: datetime | None = None) -> Swept:
+        """Send a message for every session whose lease (or queue grace) ran out before `now`."""
+        before = clock.iso(now)
+        swept = Swept(
+            self.sessions.expired_leases(SessionState.RUNNING, before),
+            self.sessions.expired_leases(SessionState.QUEUED, before),
+        )
+        for session_id in swept.stuck:
+            self.queue.send(AgentMessage(type="sweep", session_id=session_id))
+        for session_id in swept.requeued:
+            self.queue.send(AgentMessage(type="start", session_id=session_id))
+        return swept
