@@ -216,3 +216,20 @@ def test_a_redelivered_request_does_not_bring_back_a_replaced_token(world):
     )
     assert world.notifier().handle(again) == "token_refreshed"
     assert world.approvals.task_token(approval.approval_id) == "tok-2"
+
+
+def test_endpoint_timeout_agrees_with_its_slack_client_and_the_redelivery_wait():
+    from support_agent.slack.client import BACKGROUND, INTERACTIVE
+    from support_agent.slack.endpoint import DECIDER_SECONDS
+    from support_agent_local.template import load_template
+
+    functions = load_template()["Resources"]
+    endpoint = functions["SlackInteractionFunction"]["Properties"]["Timeout"]
+    notifier = functions["NotifierFunction"]["Properties"]["Timeout"]
+    # A second click re-delivers only once the first decider's run is surely over.
+    assert endpoint == DECIDER_SECONDS
+    # Two Slack calls at most per interactive path, none retried, plus a second for a cold start and one
+    # for AWS, fit the function: a slow Slack never kills it between the decision and SendTaskSuccess.
+    assert INTERACTIVE.retries == 0 and 2 * INTERACTIVE.timeout + 2 <= endpoint
+    # The notifier's calls, each retried per kind of failure, fit its timeout for one message at least.
+    assert 2 * BACKGROUND.timeout * (1 + BACKGROUND.retries) <= notifier

@@ -4,8 +4,14 @@ Order: refuse a timestamp header that is not Unix seconds within 5 minutes, then
 then verify the signature on the raw bytes, and only then parse and validate the payload
 (`slack.payloads`); each of these refusals is a 4xx that changes nothing. Then check the person may
 decide; record the first decision with a guarded write; hand it on (the workflow's task for an
-approval, the AgentQueue for a handoff notice); update the message. Everything here is a few DynamoDB and API
-calls, well inside Slack's 3-second budget.
+approval, the AgentQueue for a handoff notice); update the message.
+
+Within Slack's 3 seconds: a request is a few DynamoDB and Step Functions calls and one Slack call. A
+button that opens a modal calls views.open before anything else is written (its trigger expires after
+3 s); the Slack calls that show the outcome come after the decision is recorded and handed on, and wait
+2 s at most, never retried (`slack.client.INTERACTIVE`). A handoff's follow-up, the slow part, goes to the
+agent through its queue. A crash between the recorded decision and SendTaskSuccess loses nothing: see
+`slack.delivery`.
 """
 
 from __future__ import annotations
