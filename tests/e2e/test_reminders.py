@@ -153,3 +153,26 @@ def test_click_after_expiry(fast_stack):
     click(fast_stack, approval_id)
     assert "expired" in fast_stack.slack.of("chat.postEphemeral")[-1]["text"]
     assert EmbeddedBilling(fast_stack.ref("EmbeddedDataTable")).refunds() == []
+
+
+def test_endpoint_killed_after_send_task_success_the_workflow_redraws_the_message(fast_stack, monkeypatch):
+    """A crash after SendTaskSuccess, before chat.update: the decision runs once and the workflow's
+    ShowDecided has the notifier redraw the message from the stored decision."""
+    from support_agent.slack.endpoint import SlackEndpoint
+
+    poller = Poller(fast_stack)
+    sid, approval_id = pending(fast_stack)
+    wait_for(poller, lambda: bool(fast_stack.approvals().get(approval_id).slack_ts))
+
+    def killed(self, request, decision):
+        raise SystemExit("SlackInteraction killed before chat.update")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(SlackEndpoint, "_update_message", killed)
+        with pytest.raises(SystemExit):
+            click(fast_stack, approval_id)
+    assert fast_stack.slack.of("chat.update") == []
+    wait_for(poller, lambda: fast_stack.sessions().get(sid).state is SessionState.RESPONDED)
+    wait_for(poller, lambda: bool(fast_stack.slack.of("chat.update")))
+    assert fast_stack.slack.of("chat.update")[-1]["text"].startswith("Approved by <@U0APPROVER1>")
+    assert len(refunds(fast_stack)) == 1 and len(executed(fast_stack, sid)) == 1

@@ -233,3 +233,15 @@ def test_endpoint_timeout_agrees_with_its_slack_client_and_the_redelivery_wait()
     assert INTERACTIVE.retries == 0 and 2 * INTERACTIVE.timeout + 2 <= endpoint
     # The notifier's calls, each retried per kind of failure, fit its timeout for one message at least.
     assert 2 * BACKGROUND.timeout * (1 + BACKGROUND.retries) <= notifier
+
+
+def test_the_workflows_decided_message_redraws_only_a_decided_request(world):
+    approval = waiting(world)
+    decided = NotifyMessage(type="decided", session_id=approval.session_id, approval_id=approval.approval_id)
+    assert world.notifier().handle(decided) == "not_decided"
+    assert world.slack.of("chat.update") == []
+    post(world, slack_requests.block_action(approval.approval_id, "approve"))
+    before = len(world.slack.of("chat.update"))
+    assert world.notifier().handle(decided) == "shown"
+    assert len(world.slack.of("chat.update")) == before + 1
+    assert world.slack.of("chat.update")[-1]["text"].startswith("Approved by <@U0APPROVER1>")

@@ -293,7 +293,7 @@ class NotifyMessage(BaseModel):
 
     model_config = ConfigDict(extra="ignore", defer_build=True)
 
-    type: Literal["request", "reminder", "expired", "handoff_notice"]
+    type: Literal["request", "reminder", "decided", "expired", "handoff_notice"]
     session_id: str
     approval_id: str | None = None
     notice_id: str | None = None

@@ -26,8 +26,11 @@ Crash windows, and what closes each:
   the new token yet, it will, and rule 3 makes it deliver the decision. Either way one of them answers.
 - The notifier dies between recording an expiry and answering the task: SQS redelivers the reminder,
   the approval is found expired, and the stored expiry is answered.
-- The endpoint dies after SendTaskSuccess, before the Slack message is updated: the workflow goes on;
-  the message shows its buttons until a click, which says who decided and redraws it (see the endpoint).
+- The endpoint dies after SendTaskSuccess, before the Slack message is updated: the workflow goes on,
+  and its ShowDecided state (after Resume) has the notifier redraw the message from the stored decision.
+- A click after the first decider's whole run (`endpoint.DECIDER_SECONDS`) finds the approval decided:
+  it re-delivers the stored decision with the current token (refused if it was answered already), so a
+  person who saw Slack's error and clicks again does not wait for the reminder.
 
 On the agent's side a decision is carried out once whatever is delivered twice: `AgentRunner.resume`
 claims the session with a guarded move and acts only on the stored decision, and the approval id is the

@@ -42,7 +42,16 @@ class Notifier:
             return self._post(request, message.task_token)
         if message.type == "reminder" and isinstance(request, Approval):
             return self._remind(request, message.task_token or "")
+        if message.type == "decided":
+            return self._redraw(request)
         return self._mark_expired(request)
+
+    def _redraw(self, request: PersonRequest) -> str:
+        """The workflow resumed the agent: show the stored decision in Slack, whoever delivered it."""
+        if request.status != "decided" or request.decision is None:
+            return "not_decided"
+        self._show_decided(request, request.decision)
+        return "shown"
 
     def _post(self, request: PersonRequest, task_token: str | None) -> str:
         # A redelivered request after a reminder must not put back the token the reminder replaced.
