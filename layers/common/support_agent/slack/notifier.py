@@ -84,9 +84,9 @@ class Notifier:
             except AlreadyDecided as exc:
                 decided = exc.request if isinstance(exc.request, Approval) else stored
                 return self._deliver(decided, task_token)
+            self._audit(approval, "approval:expire", "expired")  # before answering: a redelivery answers
             if isinstance(expired, Approval):
                 deliver(self.approvals, self.workflow, expired, task_token)
-            self._audit(approval, "approval:expire", "expired")
             return "expired"
         self.approvals.update(approval.approval_id, reminders=count)
         if stored.slack_ts:
