@@ -206,6 +206,7 @@ def test_notifier_killed_between_expiry_and_its_answer_answers_on_redelivery(wor
     # SQS redelivers the same reminder.
     assert remind(world, approval, "tok-2", max_reminders=0) == "delivered"
     assert {t: d.kind for t, d in world.workflow.answers.items()} == {"tok-2": "expired"}
+    assert world.audit.actions(approval.session_id).count(("approval:expire", "expired")) == 1
 
 
 def test_a_redelivered_request_does_not_bring_back_a_replaced_token(world):
