@@ -7,10 +7,13 @@ Usage: python bench/import_time.py [--runs N]
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+from support_agent_local.emulator import EmbeddedAws
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYER = ROOT / "layers" / "common"
@@ -24,11 +27,17 @@ print(time.perf_counter() - t)
 """
 
 
-def cold_import(stmt: str, func_dir: Path) -> float:
-    """Seconds one fresh interpreter spends on `stmt`."""
+def cold_import(stmt: str, func_dir: Path, env: dict[str, str] | None = None) -> float:
+    """Seconds one fresh interpreter spends on `stmt` (with the function's environment: a handler checks
+    its settings when imported)."""
     code = PROBE.format(func=str(func_dir), layer=str(LAYER), stmt=stmt)
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=func_dir
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=func_dir,
+        env={**os.environ, **(env or {})},
     )
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -38,6 +47,11 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
     functions = sorted(d for d in (ROOT / "functions").iterdir() if (d / "app.py").exists())
+    with EmbeddedAws() as stack:  # only for the names and addresses each function's environment holds
+        envs = {
+            d.name: stack.function_environment(stack.function_for_code(f"functions/{d.name}"))
+            for d in functions
+        }
     # Interleave the baseline with each handler so that drift in machine load hits both alike.
     base: list[float] = []
     took: dict[str, list[float]] = {d.name: [] for d in functions}
@@ -45,7 +59,7 @@ def main() -> int:
     for _ in range(args.runs):
         for func_dir in functions:
             b = cold_import("import boto3", ROOT)
-            t = cold_import("import app", func_dir)
+            t = cold_import("import app", func_dir, envs[func_dir.name])
             base.append(b)
             took[func_dir.name].append(t)
             ratios[func_dir.name].append(t / b)

@@ -88,6 +88,32 @@ def _copy_each_table_once_per_transaction() -> None:
     models._support_agent_patched = True  # type: ignore[attr-defined]
 
 
+def _close_task_tokens_when_tasks_end() -> None:
+    """Step Functions refuses SendTaskSuccess on a token whose task has closed — timed out, or answered
+    already (TaskTimedOut). moto keeps the token and accepts the answer silently (it is then lost), so a
+    click racing a reminder would look delivered here and be lost: forget each token when its task ends,
+    so a late answer is refused (moto says InvalidToken; both are TokenRejected to us)."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_callback as callback_state,
+    )
+
+    task: Any = callback_state.StateTaskServiceCallback
+    if getattr(task, "_support_agent_patched", False):
+        return
+    original = task._eval_integration_pattern
+
+    def eval_integration_pattern(self: Any, env: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(self, env, *args, **kwargs)
+        finally:
+            token = (env.states.context_object.context_object_data.get("Task") or {}).get("Token")
+            if token:
+                env.callback_pool_manager._pool.pop(token, None)
+
+    task._eval_integration_pattern = eval_integration_pattern
+    task._support_agent_patched = True
+
+
 @dataclass
 class EmbeddedAws:
     """The stack's stateful resources, emulated in this process."""
@@ -116,6 +142,7 @@ class EmbeddedAws:
 
         fake_credentials()
         _copy_each_table_once_per_transaction()
+        _close_task_tokens_when_tasks_end()
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
         aws.reset_clients()

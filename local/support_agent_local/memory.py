@@ -137,12 +137,13 @@ class MemoryApprovalStore:
     def task_token(self, approval_id: str) -> str | None:
         return self.tokens.get(approval_id)
 
-    def update(self, request_id: str, **fields: Any) -> None:
+    def update(self, request_id: str, **fields: Any) -> PersonRequest:
         with self.lock:
             if "task_token" in fields:
                 self.tokens[request_id] = str(fields.pop("task_token"))
             current = self.items[request_id]
             self.items[request_id] = current.model_copy(update=fields)
+            return self.items[request_id].model_copy(deep=True)
 
     def decide(self, request_id: str, decision: Decision) -> PersonRequest:
         with self.lock:
@@ -280,6 +281,7 @@ class MemoryWorkflow:
 
     started: dict[str, dict[str, Any]] = field(default_factory=dict)
     answers: dict[str, Decision] = field(default_factory=dict)
+    retired: set[str] = field(default_factory=set)
     fail_start: bool = False
 
     def start(self, approval_id: str, payload: dict[str, Any]) -> None:
@@ -288,9 +290,13 @@ class MemoryWorkflow:
         self.started.setdefault(approval_id, payload)
 
     def answer(self, task_token: str, decision: Decision) -> None:
-        if not task_token or task_token in self.answers:
+        if not task_token or task_token in self.answers or task_token in self.retired:
             raise TokenRejected("TaskTimedOut")
         self.answers[task_token] = decision
+
+    def time_out(self, task_token: str) -> None:
+        """The task waiting on `task_token` timed out (a reminder replaces it): it can no longer be answered."""
+        self.retired.add(task_token)
 
 
 @dataclass

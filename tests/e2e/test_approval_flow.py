@@ -114,7 +114,8 @@ def test_five_concurrent_clicks_one_refund(world):
     assert stack.sessions().get(sid).state is SessionState.RESPONDED
     approved = [u for u in slack.of("chat.update") if u["text"].startswith("Approved by")]
     assert len(approved) >= 1
-    assert len(approved) + len(slack.of("chat.postEphemeral")) == 5  # every click got an answer
+    decided = [e for e in stack.audit().entries(sid) if e.action == "approval:decide"]
+    assert len(decided) + len(slack.of("chat.postEphemeral")) == 5  # every click decided or was told
 
 
 def test_non_approver_is_refused_and_audited(world):
@@ -187,6 +188,19 @@ def test_deny_feeds_reason_into_reply(world):
     assert refunds(stack) == []
     assert session.state is SessionState.RESPONDED
     assert "the outage credit was already applied" in session.replies[-1]
+
+
+def test_deny_reason_at_the_modal_limit_round_trips_through_dynamodb(world):
+    """The longest reason the modal accepts is stored, read back by the agent, and shown cut in Slack."""
+    stack, slack, poller = world
+    sid, approval_id = refund_ticket(stack, poller)
+    reason = ("The outage credit was already applied. " * 100)[:3000]
+    assert click(stack, slack_requests.view_submission(approval_id, "deny", reason))["statusCode"] == 200
+    poller.settle(sid)
+    assert stack.approvals().get(approval_id).decision.reason == reason.strip()
+    assert stack.sessions().get(sid).state is SessionState.RESPONDED
+    line = slack.of("chat.update")[-1]["blocks"][-1]["elements"][0]["text"]
+    assert line.startswith("Denied by") and line.endswith("…") and len(line) <= 3000
 
 
 def test_reply_manually_posts_human_text(world):

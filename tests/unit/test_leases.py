@@ -252,3 +252,14 @@ def test_a_queued_session_never_started_is_started_again_by_the_sweeper(world, m
     (message,) = world.agent_queue.sent
     assert world.runner(OfflineProvider()).handle(message).outcome == "respond"
     assert sweeper.sweep().requeued == []  # claimed: the queue grace is gone with the lease fields
+
+
+def test_an_expiry_that_arrives_after_a_persons_decision_does_nothing(world):
+    sid = world.ticket(REFUND, subject="Refund for March")
+    runner = world.runner(OfflineProvider())
+    assert runner.start(sid).outcome == "approval"
+    approval = decide(world, waiting_approval(world, sid), Decision(kind="approve", by="U1", by_name="lee"))
+    late = runner.expire(sid, approval.approval_id)
+    assert late.outcome == "skipped" and "approve" in late.reason
+    assert world.sessions.get(sid).state is SessionState.AWAITING_APPROVAL
+    assert runner.resume(sid, approval.approval_id, approval.decision).outcome == "respond"

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from support_agent.intake.service import IntakeService
     from support_agent.rules.audit_keys import KmsMacKey
     from support_agent.rules.dynamodb import DynamoAuditLog
-    from support_agent.slack.client import ApproverDirectory, WebApiSlack
+    from support_agent.slack.client import ApproverDirectory, SlackTiming, WebApiSlack
     from support_agent.slack.endpoint import SlackEndpoint
     from support_agent.slack.notifier import Notifier
 
@@ -242,27 +242,30 @@ def sweeper() -> Sweeper:
 
 
 @cache
-def _slack(secret_name: str, api_url: str, max_age: int) -> tuple[WebApiSlack, ApproverDirectory, str]:
+def _slack(
+    secret_name: str, api_url: str, max_age: int, timing: SlackTiming
+) -> tuple[WebApiSlack, ApproverDirectory, str]:
     # Cached per process: the client's connections and the user-group cache outlive one request.
     from support_agent.slack.client import ApproverDirectory, WebApiSlack
 
     secret = SecretsManagerStore(max_age).get_json(secret_name)
-    client = WebApiSlack(str(secret["bot_token"]), api_url)
+    client = WebApiSlack(str(secret["bot_token"]), api_url, timing)
     return client, ApproverDirectory(client), str(secret["signing_secret"])
 
 
-def _slack_for(s: SlackSettings) -> tuple[WebApiSlack, ApproverDirectory, str]:
-    return _slack(s.slack_secret_name, s.slack_api_url, s.secrets_max_age_seconds)
+def _slack_for(s: SlackSettings, timing: SlackTiming) -> tuple[WebApiSlack, ApproverDirectory, str]:
+    return _slack(s.slack_secret_name, s.slack_api_url, s.secrets_max_age_seconds, timing)
 
 
 def notifier() -> Notifier:
     """The Notifier function's service."""
     from support_agent.messaging import StepFunctionsWorkflow
     from support_agent.rules.dynamodb import DynamoApprovalStore
+    from support_agent.slack.client import BACKGROUND
     from support_agent.slack.notifier import Notifier
 
     s = settings(NotifierSettings)
-    client, _directory, _signing = _slack_for(s)
+    client, _directory, _signing = _slack_for(s, BACKGROUND)
     workflow = StepFunctionsWorkflow("")  # answers tasks by token; starts none
     return Notifier(
         DynamoApprovalStore(s.sessions_table),
@@ -277,10 +280,11 @@ def slack_endpoint() -> SlackEndpoint:
     """The SlackInteraction function's service."""
     from support_agent.messaging import SqsQueue, StepFunctionsWorkflow
     from support_agent.rules.dynamodb import DynamoApprovalStore
+    from support_agent.slack.client import INTERACTIVE
     from support_agent.slack.endpoint import SlackEndpoint
 
     s = settings(InteractionSettings)
-    client, directory, signing_secret = _slack_for(s)
+    client, directory, signing_secret = _slack_for(s, INTERACTIVE)
     return SlackEndpoint(
         policy=policy(s),
         approvals=DynamoApprovalStore(s.sessions_table),

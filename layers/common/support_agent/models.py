@@ -114,19 +114,27 @@ class Session(BaseModel):
 DecisionKind = Literal["approve", "partial", "deny", "reply_manually", "take_over", "send_draft", "expired"]
 
 
+# Limits shared by Slack's payloads (slack.payloads), its modals (slack.endpoint) and the decision they
+# record, so nothing Slack accepts fails validation when the decision is written or read again.
+SLACK_ID_CHARS = 64  # a user or channel id
+SLACK_NAME_CHARS = 256  # a user name
+SLACK_INPUT_CHARS = 3000  # plain_text_input's largest max_length
+
+
 class Decision(BaseModel):
     """What a person decided on an approval or a handoff notice (or that the request expired)."""
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
     kind: DecisionKind
-    by: str = Field(default="", max_length=64, description="Slack user id of the person")
-    by_name: str = Field(default="", max_length=120)
+    by: str = Field(default="", max_length=SLACK_ID_CHARS, description="Slack user id of the person")
+    by_name: str = Field(default="", max_length=SLACK_NAME_CHARS)
     # Partial decisions: the decided value of the argument the approval lets people lower (money in the
     # currency's minor unit, or a count).
     amount: int | None = Field(default=None, gt=0)
-    reason: str = Field(default="", max_length=3000)
-    reply: str = Field(default="", max_length=5000)
+    # Typed into a modal whose plain_text_input has max_length = SLACK_INPUT_CHARS (slack.endpoint).
+    reason: str = Field(default="", max_length=SLACK_INPUT_CHARS)
+    reply: str = Field(default="", max_length=SLACK_INPUT_CHARS)
     at: str = Field(default_factory=clock.iso)
 
     @property
@@ -289,7 +297,7 @@ class NotifyMessage(BaseModel):
 
     model_config = ConfigDict(extra="ignore", defer_build=True)
 
-    type: Literal["request", "reminder", "expired", "handoff_notice"]
+    type: Literal["request", "reminder", "decided", "expired", "handoff_notice"]
     session_id: str
     approval_id: str | None = None
     notice_id: str | None = None

@@ -118,7 +118,11 @@ class AgentRunner:
         return self.outcomes.finish(run, outcome if outcome is not None else self.loop.run(run))
 
     def expire(self, session_id: str, approval_id: str) -> RunResult:
-        """Nobody decided in time: the ticket goes to people (only if it still waits for that approval)."""
+        """Nobody decided in time: the ticket goes to people (only if it still waits for that approval, and
+        no person's decision is stored for it: that decision wins, and its resume carries it out)."""
+        approval = self.approvals.get(approval_id)
+        if isinstance(approval, Approval) and approval.decision and approval.decision.kind != "expired":
+            return RunResult("skipped", f"approval {approval_id} was decided: {approval.decision.kind}")
         run = self._claim(session_id, SessionState.AWAITING_APPROVAL, f"expire:{approval_id}", approval_id)
         if run is None:
             return RunResult("skipped", f"session is not awaiting approval {approval_id}")

@@ -33,8 +33,9 @@ class ApprovalStore(Protocol):
         """The workflow's task token (kept here, never sent to Slack)."""
         ...
 
-    def update(self, request_id: str, **fields: Any) -> None:
-        """Set bookkeeping fields (Slack message, reminders, task token) of an existing request."""
+    def update(self, request_id: str, **fields: Any) -> PersonRequest:
+        """Set bookkeeping fields (Slack message, reminders, task token) of an existing request; returns the
+        request as that write left it (its status read in the same write)."""
         ...
 
     def decide(self, request_id: str, decision: Decision) -> PersonRequest:

@@ -207,8 +207,14 @@ class DynamoApprovalStore(aws.DynamoTable):
         ).get("Item")
         return item["task_token"]["S"] if item and "task_token" in item else None
 
-    def update(self, request_id: str, **fields: Any) -> None:
-        self.client.update_item(TableName=self.table, Key=_request_key(request_id), **aws.set_fields(fields))
+    def update(self, request_id: str, **fields: Any) -> PersonRequest:
+        resp = self.client.update_item(
+            TableName=self.table,
+            Key=_request_key(request_id),
+            ReturnValues="ALL_NEW",
+            **aws.set_fields(fields),
+        )
+        return _request(resp["Attributes"])
 
     def decide(self, request_id: str, decision: Decision) -> PersonRequest:
         try:

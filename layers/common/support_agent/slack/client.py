@@ -39,10 +39,31 @@ class SlackApi(Protocol):
         ...
 
 
-class WebApiSlack:
-    """SlackApi over slack_sdk's WebClient, retrying rate limits (Retry-After), connection errors and 5xx."""
+@dataclass(frozen=True)
+class SlackTiming:
+    """How long one Web API call may wait, and how often each kind of failure is retried."""
 
-    def __init__(self, bot_token: str, base_url: str = "https://slack.com/api/", timeout: int = 5) -> None:
+    timeout: int
+    retries: int
+
+
+# The notifier works from a queue: a slow or failing call is worth waiting for and retrying (rate limits
+# with Retry-After, connection errors, 5xx), and a message that still fails is retried by SQS.
+BACKGROUND = SlackTiming(timeout=5, retries=2)
+# The interactive endpoint answers a person within Slack's 3 s: one attempt, short. Its calls are
+# views.open (the trigger expires after 3 s, a retry would come too late), chat.update and
+# chat.postEphemeral (what the clicker sees; the decision is recorded and handed on before them), and a
+# user-group lookup cached for 5 minutes.
+INTERACTIVE = SlackTiming(timeout=2, retries=0)
+
+
+class WebApiSlack:
+    """SlackApi over slack_sdk's WebClient, retrying rate limits (Retry-After), connection errors and 5xx
+    as often as `timing` says."""
+
+    def __init__(
+        self, bot_token: str, base_url: str = "https://slack.com/api/", timing: SlackTiming = BACKGROUND
+    ) -> None:
         from slack_sdk import WebClient
         from slack_sdk.http_retry.builtin_handlers import (
             ConnectionErrorRetryHandler,
@@ -50,15 +71,16 @@ class WebApiSlack:
             ServerErrorRetryHandler,
         )
 
+        handlers = [
+            ConnectionErrorRetryHandler(max_retry_count=timing.retries),
+            RateLimitErrorRetryHandler(max_retry_count=timing.retries),
+            ServerErrorRetryHandler(max_retry_count=timing.retries),
+        ]
         self.client = WebClient(
             token=bot_token,
             base_url=base_url,
-            timeout=timeout,
-            retry_handlers=[
-                ConnectionErrorRetryHandler(max_retry_count=2),
-                RateLimitErrorRetryHandler(max_retry_count=2),
-                ServerErrorRetryHandler(max_retry_count=2),
-            ],
+            timeout=timing.timeout,
+            retry_handlers=handlers if timing.retries else [],
         )
 
     def post_message(

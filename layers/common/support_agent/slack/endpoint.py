@@ -4,8 +4,14 @@ Order: refuse a timestamp header that is not Unix seconds within 5 minutes, then
 then verify the signature on the raw bytes, and only then parse and validate the payload
 (`slack.payloads`); each of these refusals is a 4xx that changes nothing. Then check the person may
 decide; record the first decision with a guarded write; hand it on (the workflow's task for an
-approval, the AgentQueue for a handoff notice); update the message. Everything here is a few DynamoDB and API
-calls, well inside Slack's 3-second budget.
+approval, the AgentQueue for a handoff notice); update the message.
+
+Within Slack's 3 seconds: a request is a few DynamoDB and Step Functions calls and one Slack call. A
+button that opens a modal calls views.open before anything else is written (its trigger expires after
+3 s); the Slack calls that show the outcome come after the decision is recorded and handed on, and wait
+2 s at most, never retried (`slack.client.INTERACTIVE`). A handoff's follow-up, the slow part, goes to the
+agent through its queue. A crash between the recorded decision and SendTaskSuccess loses nothing: see
+`slack.delivery`.
 """
 
 from __future__ import annotations
@@ -15,23 +21,36 @@ import hmac
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from support_agent import boundary
-from support_agent.messaging import ApprovalWorkflow, Queue, TokenRejected
-from support_agent.models import AgentMessage, Approval, Decision, DecisionKind, PersonRequest
+from support_agent import boundary, clock
+from support_agent.messaging import ApprovalWorkflow, Queue
+from support_agent.models import (
+    SLACK_INPUT_CHARS,
+    AgentMessage,
+    Approval,
+    Decision,
+    DecisionKind,
+    PersonRequest,
+)
 from support_agent.rules.approvals import AlreadyDecided, ApprovalStore
 from support_agent.rules.audit import AuditLog, draft
 from support_agent.rules.policy import Policy
 from support_agent.slack import payloads
 from support_agent.slack.client import ApproverDirectory, SlackApi
+from support_agent.slack.delivery import deliver
 from support_agent.slack.payloads import BlockActions, Interaction, SlackUser, ViewSubmission
-from support_agent.slack.render import decided_blocks, outcome_line
+from support_agent.slack.render import cut, decided_blocks, outcome_line
 
 MODALS: dict[str, str] = {"partial": "partial_modal", "deny": "deny_modal", "reply_manually": "reply_modal"}
 CALLBACKS = {v: k for k, v in MODALS.items()}
-INPUT_LIMIT = 3000  # Slack's plain_text_input max_length; Decision.reason allows as much
+# Slack's plain_text_input accepts max_length up to 3,000; Decision.reason and .reply allow exactly as much.
+INPUT_LIMIT = SLACK_INPUT_CHARS
+LABEL_LIMIT = 2000  # an input block's label
 EXPIRED = "This request expired: the ticket has gone to the team."
+# The SlackInteraction function's Timeout: a decider older than this has handed its decision on, or died.
+DECIDER_SECONDS = 10
 TOLERANCE_SECONDS = 300  # Slack's own advice: refuse requests more than five minutes old (replays)
 
 
@@ -154,13 +173,19 @@ class SlackEndpoint:
                 return errors("amount", f"Enter an amount above 0 and at most {limit}.")
             decision.amount = amount
         elif action == "deny":
-            decision.reason = values.get("reason", "").strip()[:INPUT_LIMIT]
-            if not decision.reason:
+            reason = values.get("reason", "").strip()
+            if not reason:
                 return errors("reason", "Give a reason.")
+            if len(reason) > INPUT_LIMIT:  # Slack enforces max_length; a forged submission is refused
+                return errors("reason", f"Keep the reason within {INPUT_LIMIT} characters.")
+            decision.reason = reason
         else:
-            decision.reply = values.get("reply", "").strip()[:INPUT_LIMIT]
-            if len(decision.reply) < 10:
+            reply = values.get("reply", "").strip()
+            if len(reply) < 10:
                 return errors("reply", "Write the reply.")
+            if len(reply) > INPUT_LIMIT:
+                return errors("reply", f"Keep the reply within {INPUT_LIMIT} characters.")
+            decision.reply = reply
         return self._decide(payload, request, decision)
 
     def _guard(self, payload: Interaction, request_id: str, action: str) -> PersonRequest | SlackAnswer:
@@ -191,14 +216,11 @@ class SlackEndpoint:
             {"amount": decision.amount, "args_hash": hashed},
         )
         if isinstance(request, Approval):
+            # The decision is recorded and nothing can expire it now (an expiry is a guarded write too):
+            # when no live token is at hand, the notifier delivers it with the next one (slack.delivery).
             token = self.approvals.task_token(request.approval_id)
-            try:
-                if not token:  # the notifier stores it before posting the buttons: nothing waits to hear
-                    raise TokenRejected("no task token")
-                self.workflow.answer(token, decision)
-            except TokenRejected:
-                self._audit(request, "approval:token_rejected", "expired", user, {})
-                return self._ephemeral(payload, request, EXPIRED)
+            if not deliver(self.approvals, self.workflow, request, token):
+                self._audit(request, "approval:deliver_deferred", "left_to_notifier", user, {})
         else:
             # No workflow waits on a handoff notice: the agent follows up from its queue directly.
             follow_up = AgentMessage(
@@ -219,6 +241,19 @@ class SlackEndpoint:
 
     def _already(self, payload: Interaction, request: PersonRequest) -> SlackAnswer:
         made = request.decision
+        # The first decider may have died before SendTaskSuccess: once it has had its whole run, hand the
+        # stored decision on now rather than at the next reminder (an answered token is simply rejected).
+        if (
+            isinstance(request, Approval)
+            and request.status == "decided"
+            and made is not None
+            and clock.now() - datetime.fromisoformat(made.at) > timedelta(seconds=DECIDER_SECONDS)
+            and deliver(
+                self.approvals, self.workflow, request, self.approvals.task_token(request.approval_id)
+            )
+        ):
+            self._audit(request, "approval:deliver", made.kind, payload.user, {"redelivered": True})
+            self._update_message(request, made)
         text = (
             EXPIRED
             if made is None or made.kind == "expired"
@@ -278,11 +313,11 @@ def _text_input(block: str, label: str, initial: str = "", multiline: bool = Fal
         "multiline": multiline,
         "max_length": INPUT_LIMIT,
     }
-    if initial:
-        element["initial_value"] = initial[:INPUT_LIMIT]
+    if initial and len(initial) <= INPUT_LIMIT:  # a longer draft is not cut: people write the reply
+        element["initial_value"] = initial
     return {
         "type": "input",
         "block_id": block,
-        "label": {"type": "plain_text", "text": label[:2000]},
+        "label": {"type": "plain_text", "text": cut(label, LABEL_LIMIT)},
         "element": element,
     }

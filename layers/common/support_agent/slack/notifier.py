@@ -2,6 +2,9 @@
 reminders and expiry notices.
 
 The task token from Step Functions is stored on the approval record only; Slack sees the request id.
+Every reminder first stores its token and reads the approval's status: a decided approval is delivered
+with its stored decision, never reminded nor expired (`slack.delivery` explains why this closes the crash
+window between a recorded decision and SendTaskSuccess).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from support_agent.models import Approval, Decision, NotifyMessage, PersonReques
 from support_agent.rules.approvals import AlreadyDecided, ApprovalStore
 from support_agent.rules.audit import AuditLog, draft
 from support_agent.slack.client import SlackApi, channel_name
+from support_agent.slack.delivery import deliver
 from support_agent.slack.render import blocks, decided_blocks, outcome_line, plain_text
 
 
@@ -38,11 +42,23 @@ class Notifier:
             return self._post(request, message.task_token)
         if message.type == "reminder" and isinstance(request, Approval):
             return self._remind(request, message.task_token or "")
+        if message.type == "decided":
+            return self._redraw(request)
         return self._mark_expired(request)
 
+    def _redraw(self, request: PersonRequest) -> str:
+        """The workflow resumed the agent: show the stored decision in Slack, whoever delivered it."""
+        if request.status != "decided" or request.decision is None:
+            return "not_decided"
+        self._show_decided(request, request.decision)
+        return "shown"
+
     def _post(self, request: PersonRequest, task_token: str | None) -> str:
-        if task_token:
-            self.approvals.update(request.request_id, task_token=task_token, task_token_set=True)
+        # A redelivered request after a reminder must not put back the token the reminder replaced.
+        if task_token and isinstance(request, Approval) and request.reminders == 0:
+            request = self.approvals.update(request.request_id, task_token=task_token, task_token_set=True)
+            if request.status != "pending" and isinstance(request, Approval):
+                return self._deliver(request, task_token)
         if request.slack_ts:  # a redelivered request: the message is already posted
             return "token_refreshed"
         posted = self.slack.post_message(channel_name(request.channel), plain_text(request), blocks(request))
@@ -51,35 +67,70 @@ class Notifier:
         return "posted"
 
     def _remind(self, approval: Approval, task_token: str) -> str:
-        count = approval.reminders + 1
+        """A wait timed out. The new token is stored first and the status read in the same write, so a
+        decision recorded before it is delivered here and one recorded after it finds this token (see
+        `slack.delivery`)."""
+        stored = self.approvals.update(approval.approval_id, task_token=task_token)
+        if not isinstance(stored, Approval):
+            raise UnknownRequest(approval.approval_id)
+        if stored.status != "pending":
+            return self._deliver(stored, task_token)
+        count = stored.reminders + 1
         if count > self.max_reminders:
-            # Answered as a decision of kind "expired": the workflow's Choice routes it to expiry.
-            self.workflow.answer(task_token, Decision(kind="expired"))
-            self._audit(approval, "approval:expire", "expired")
+            # The expiry is a decision like any other: recorded first with the guarded write (a click
+            # in between wins and is delivered instead), then answered; the workflow's Choice routes it.
+            try:
+                expired = self.approvals.decide(approval.approval_id, Decision(kind="expired"))
+            except AlreadyDecided as exc:
+                decided = exc.request if isinstance(exc.request, Approval) else stored
+                return self._deliver(decided, task_token)
+            self._audit(approval, "approval:expire", "expired")  # before answering: a redelivery answers
+            if isinstance(expired, Approval):
+                deliver(self.approvals, self.workflow, expired, task_token)
             return "expired"
-        self.approvals.update(approval.approval_id, task_token=task_token, reminders=count)
-        if approval.slack_ts:
+        self.approvals.update(approval.approval_id, reminders=count)
+        if stored.slack_ts:
             text = f"Reminder {count}/{self.max_reminders}: this request is still waiting for a decision."
             self.slack.post_message(
-                approval.slack_channel or channel_name(approval.channel), text, thread_ts=approval.slack_ts
+                stored.slack_channel or channel_name(stored.channel), text, thread_ts=stored.slack_ts
             )
         self._audit(approval, "slack:remind", f"reminder_{count}")
         return "reminded"
+
+    def _deliver(self, approval: Approval, task_token: str) -> str:
+        """A decided approval whose workflow still waits (its decider died before SendTaskSuccess, or a
+        click raced the token's replacement): answer with the stored decision, and show it in Slack."""
+        if approval.decision is None:
+            raise UnknownRequest(approval.approval_id)
+        if not deliver(self.approvals, self.workflow, approval, task_token):
+            return "already_delivered"  # the token was answered already: a redelivered message
+        if approval.decision.kind != "expired":  # an expiry is shown by the workflow's NotifyExpired
+            self._show_decided(approval, approval.decision)
+        self._audit(approval, "approval:deliver", approval.decision.kind)
+        return "delivered"
 
     def _mark_expired(self, request: PersonRequest) -> str:
         expired = Decision(kind="expired")
         try:
             request = self.approvals.decide(request.request_id, expired)
-        except AlreadyDecided:
-            return "already_decided"
-        if request.slack_ts:
-            when = expired.at[11:16]
-            text = outcome_line(request, expired, when)
-            self.slack.update_message(
-                request.slack_channel or "", request.slack_ts, text, decided_blocks(request, expired, when)
-            )
+        except AlreadyDecided as exc:
+            stored = exc.request
+            if stored is None or stored.status != "expired" or stored.decision is None:
+                return "already_decided"
+            # Expired by `_remind` (it records the expiry before answering): show it, once per message.
+            request, expired = stored, stored.decision
+        self._show_decided(request, expired)
         self._audit(request, "slack:expired", "expired")
         return "marked_expired"
+
+    def _show_decided(self, request: PersonRequest, decision: Decision) -> None:
+        """The posted message without its buttons, saying who decided what (chat.update is idempotent)."""
+        if request.slack_ts:
+            when = decision.at[11:16]
+            text = outcome_line(request, decision, when)
+            self.slack.update_message(
+                request.slack_channel or "", request.slack_ts, text, decided_blocks(request, decision, when)
+            )
 
     def _audit(self, request: PersonRequest, action: str, outcome: str) -> None:
         entry = draft(

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from support_agent import boundary
+from support_agent.models import SLACK_ID_CHARS, SLACK_NAME_CHARS
 
 # Button values and private_metadata carry our request ids (well under 128 characters); the cap keeps a
 # lookup key inside DynamoDB's 2,048-byte key limit whatever the characters.
@@ -31,12 +32,12 @@ class _Slack(BaseModel):
 
 
 class SlackUser(_Slack):
-    id: str = Field(min_length=1, max_length=64)
-    username: str = Field(default="", max_length=256)
+    id: str = Field(min_length=1, max_length=SLACK_ID_CHARS)
+    username: str = Field(default="", max_length=SLACK_NAME_CHARS)
 
 
 class SlackChannel(_Slack):
-    id: str = Field(min_length=1, max_length=64)
+    id: str = Field(min_length=1, max_length=SLACK_ID_CHARS)
 
 
 class ActionClick(_Slack):

@@ -24,10 +24,18 @@ from typing import Any
 from support_agent.models import Approval, CustomerSummary, Decision, Escalation, HandoffNotice, PersonRequest
 from support_agent.money import money
 
+# Block Kit's limits, in characters (docs.slack.dev, Block Kit reference): a header's text 150, a
+# section's text 3,000 and each of its fields 2,000 (at most 10 fields), a text object 3,000 (a context
+# line is kept to 2,000: it is one line under the message), a button's text 75, a confirm dialog's title
+# 100 and text 300. Every text we build from data is cut to its limit with an ellipsis (`cut`).
 HEADER_LIMIT = 150
 SECTION_LIMIT = 3000
 FIELD_LIMIT = 2000
 CONTEXT_LIMIT = 2000
+BUTTON_LIMIT = 75
+CONFIRM_TITLE_LIMIT = 100
+CONFIRM_TEXT_LIMIT = 300
+CONFIRM_BUTTON_LIMIT = 30  # a confirm dialog's confirm and deny buttons
 FIELDS_PER_SECTION = 10  # Block Kit's limit: five label/value rows
 FALLBACK_DRAFT_LIMIT = 3000
 _BREAKS = re.compile(r"[\r\n\v\f\x85\u2028\u2029]+")
@@ -180,7 +188,7 @@ def blocks(request: PersonRequest) -> list[dict[str, Any]]:
         button: dict[str, Any] = {
             "type": "button",
             "action_id": offer.kind,
-            "text": {"type": "plain_text", "text": offer.label},
+            "text": {"type": "plain_text", "text": cut(offer.label, BUTTON_LIMIT)},
             "value": request.request_id,
         }
         if offer.style:
@@ -188,8 +196,8 @@ def blocks(request: PersonRequest) -> list[dict[str, Any]]:
         if offer.confirm:
             button["confirm"] = {
                 "title": {"type": "plain_text", "text": "Are you sure?"},
-                "text": {"type": "plain_text", "text": offer.confirm},
-                "confirm": {"type": "plain_text", "text": offer.label},
+                "text": {"type": "plain_text", "text": cut(offer.confirm, CONFIRM_TEXT_LIMIT)},
+                "confirm": {"type": "plain_text", "text": cut(offer.label, CONFIRM_BUTTON_LIMIT)},
                 "deny": {"type": "plain_text", "text": "Cancel"},
             }
         elements.append(button)
