@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any
 
-from support_agent.agent.conversation import check
+from support_agent.agent.conversation import check, model_turns, ticket_data
 from support_agent.agent.llm import ModelRequest, ModelResponse, Usage, estimate_tokens
 from support_agent.agent.triage import offline_classify
 from support_agent.money import money
@@ -101,14 +101,7 @@ class _State:
 
     @classmethod
     def read(cls, messages: list[dict[str, Any]]) -> _State:
-        first = messages[0]["content"]
-        text = (
-            first
-            if isinstance(first, str)
-            else " ".join(b.get("text", "") for b in first if b.get("type") == "text")
-        )
-        match = re.search(r"<ticket_data>\s*(\{.*\})\s*</ticket_data>", text, re.S)
-        data = json.loads(match.group(1)) if match else {}
+        data = ticket_data(messages)
         names: dict[str, tuple[str, dict[str, Any]]] = {}
         calls: dict[str, list[tuple[dict[str, Any], Any]]] = {}
         notes: list[str] = []
@@ -133,7 +126,7 @@ class _State:
                     notes.append(block["text"])
         state = cls(data, calls, notes)
         # Tool-use ids are derived from the turn, so a replayed conversation yields the same ids.
-        state.turn = sum(1 for m in messages if m["role"] == "assistant") + 1
+        state.turn = model_turns(messages) + 1
         return state
 
     # --- helpers --------------------------------------------------------------------------------------
@@ -141,12 +134,13 @@ class _State:
     def result(self, tool: str) -> Any:
         return self.calls[tool][-1][1] if tool in self.calls else None
 
-    def use(self, name: str, **args: Any) -> dict[str, Any]:
+    def use(self, tool: str, /, **args: Any) -> dict[str, Any]:
+        # Positional-only: a tool argument may itself be called `name` (update_profile's display name).
         self._n += 1
         return {
             "type": "tool_use",
             "id": f"toolu_offline_t{self.turn}_{self._n}",
-            "name": name,
+            "name": tool,
             "input": args,
         }
 
