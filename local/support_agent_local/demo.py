@@ -202,6 +202,27 @@ def describe_decision(approval: Approval, picked: dict[str, Any]) -> str:
     return str(picked["action"]) + (f" ({value})" if value else "")
 
 
+def one_line(text: str, width: int) -> str:
+    """`text` on one line within `width` characters (an ellipsis marks a cut)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def actions_text(actions: list[dict[str, Any]], decision: str) -> str:
+    """What ran and who decided: `issue_refund $39.50 (partial by dana.lead)`; a decision that ran nothing too."""
+    parts = []
+    for action in actions:
+        amount = (action.get("args") or {}).get("amount_cents")
+        shown = action["tool"] + (f" {money(int(amount))}" if isinstance(amount, int) else "")
+        if action.get("approved_by"):
+            kind = "partial" if decision.startswith("partial") else "approved"
+            shown += f" ({kind} by {action['approved_by']})"
+        parts.append(shown)
+    if not actions and decision:
+        parts.append(f"- ({decision})")
+    return ", ".join(parts) or "-"
+
+
 def refunds_made(stack: EmbeddedAws, systems: RealBackends | None) -> list[str]:
     """Every refund made, as `invoice amount`, from the billing system in use."""
     if systems is not None and systems.stripe is not None:
@@ -299,6 +320,7 @@ def run_demo(
                         "decision": r.decision,
                         "actions": r.actions,
                         "replies": r.replies,
+                        "slack": r.slack,
                         "tokens": r.tokens,
                     }
                     for r in runs
@@ -311,20 +333,24 @@ def run_demo(
         return runs
     say("")
     say(
-        f"{'ticket':<17}{'route':<10}{'outcome':<19}{'actions executed':<34}{'replies':>7}{'tokens':>8}{'time':>7}"
+        f"{'ticket':<17}{'route':<10}{'outcome':<11}{'actions executed (decision)':<52}{'tokens':>8}{'time':>7}"
     )
     for r in runs:
-        acts = (
-            ", ".join(
-                f"{a['tool']}" + (f" (approved by {a['approved_by']})" if a.get("approved_by") else "")
-                for a in r.actions
-            )
-            or "-"
-        )
-        outcome = r.outcome + (f": {r.reason}" if r.reason and r.outcome == "handoff" else "")
         say(
-            f"{r.name:<17}{r.route:<10}{outcome[:18]:<19}{acts[:33]:<34}{len(r.replies):>7}{r.tokens:>8}{r.seconds:>6.1f}s"
+            f"{r.name:<17}{r.route:<10}{r.outcome:<11}{one_line(actions_text(r.actions, r.decision), 51):<52}{r.tokens:>8}{r.seconds:>6.1f}s"
         )
+        if r.outcome == "handoff" and r.reason:
+            say(f"{'':<17}why: {one_line(r.reason, 100)}")
+        if r.replies:
+            say(f"{'':<17}reply: {one_line(r.replies[-1], 98)}")
+    escalated = [r for r in runs if r.slack]
+    if escalated:
+        say("")
+        say("Slack messages (what the people deciding saw):")
+        for r in escalated:
+            for message in r.slack:
+                say(f"--- {r.name}")
+                say("\n".join(f"    {line}" for line in message.splitlines()))
     say("")
     say(f"refunds executed: {len(refunds)} " + ", ".join(refunds))
     say(

@@ -10,6 +10,8 @@ import html
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from support_agent_local.demo import actions_text, one_line
+
 
 def pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
@@ -17,11 +19,6 @@ def pct(value: float | None) -> str:
 
 def usd(value: float | None) -> str:
     return "n/a" if value is None else f"${value:,.4f}"
-
-
-def one_line(text: str, width: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
 def _runs(data: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -40,25 +37,20 @@ def terminal(data: dict[str, Any], out: TextIO) -> None:
         f"provider {data['provider']}"
     )
     say()
-    header = f"{'ticket':<22}{'expected':<10}{'got':<10}{'category':<20}{'outcome':<34}{'actions':<26}{'tokens':>8}{'cost':>10}{'time':>7}  ok"
+    header = f"{'ticket':<22}{'expected':<10}{'got':<10}{'category':<20}{'outcome':<12}{'actions (decision)':<48}{'tokens':>8}{'cost':>10}{'time':>7}  ok"
     say(header)
     for t, r in _runs(data):
         label = t["name"] if s["runs"] == 1 else f"{t['name']}#{r['run'] + 1}"
-        outcome = r["state"] + (f": {r['reason']}" if r["reason"] and r["state"] != "responded" else "")
-        actions = (
-            ", ".join(
-                a["tool"] + (f" ({d})" if d else "")
-                for a, d in zip(r["actions"], _padded(r["decisions"], r["actions"]), strict=False)
-            )
-            or "-"
-        )
+        actions = actions_text(r["actions"], "; ".join(r["decisions"]))
         tokens = sum(r["usage"].values())
         seconds = sum(r["seconds"].values())
         say(
             f"{one_line(label, 21):<22}{t['expected_route']:<10}{r['route']:<10}{one_line(r['category'], 19):<20}"
-            f"{one_line(outcome, 33):<34}{one_line(actions, 25):<26}{tokens:>8}{usd(r['cost']):>10}{seconds:>6.1f}s  "
+            f"{one_line(r['state'], 11):<12}{one_line(actions, 47):<48}{tokens:>8}{usd(r['cost']):>10}{seconds:>6.1f}s  "
             f"{'✓' if r['passed'] else '✗'}"
         )
+        if r["reason"] and r["state"] != "responded":
+            say(f"{'':<22}why: {one_line(r['reason'], 112)}")
         if r["reply"]:
             say(f"{'':<22}reply: {one_line(r['reply'], 110)}")
     misses = [(t, r) for t, r in _runs(data) if not r["passed"]]
@@ -69,12 +61,6 @@ def terminal(data: dict[str, Any], out: TextIO) -> None:
             say(f"  {t['name']}: {'; '.join(r['misses'])}")
     say()
     summary(data, out)
-
-
-def _padded(decisions: list[str], actions: list[dict[str, Any]]) -> list[str]:
-    """A decision beside each action a person approved (in order), none beside the others."""
-    queue = list(decisions)
-    return [queue.pop(0) if a.get("approved_by") and queue else "" for a in actions]
 
 
 def summary(data: dict[str, Any], out: TextIO) -> None:

@@ -62,6 +62,16 @@ _INJECTION = re.compile(
 )
 
 
+# Why a ticket the guard escalated goes to people, by guard category (the handoff reason people read).
+_WHY = {
+    "billing_dispute": "The customer disputes a charge; a person must check the payments before anything is refunded",
+    "complaint": "The customer complains about our staff or service; a person should answer personally",
+    "legal_or_regulatory": "The ticket mentions legal action or a regulator; only a person may answer it",
+    "human_request": "The customer asks to speak to a person",
+    "prompt_injection": "The ticket gives the agent instructions or claims a policy change (possible prompt injection)",
+    "refund_request": "The customer asks for a refund and no bound customer record or invoice was found",
+    "account_deletion": "The customer asks to delete an account that is not bound to the requester",
+}
 _INCIDENT = re.compile(r"incident|outage|status", re.I)
 _OUTAGE = re.compile(r"\b(outage|down|unavailable|caída|ausfall|panne)\b", re.I)
 _CLAUSE = re.compile(r"SLA\s+Section\s+[\d.]*\d", re.I)
@@ -220,10 +230,15 @@ class _State:
                 self.say("The requester's email matches the account owner. Deletion is irreversible."),
                 self.use("delete_account", reason="Account owner asked for deletion by email."),
             ]
-        if self.triage.get("route") == "escalate" or (
-            not cid and category in {"password_reset", "profile_update"}
-        ):
-            return [self.handoff(f"Guard category: {category}.")]
+        if self.triage.get("route") == "escalate":
+            why = _WHY.get(category, f"The policy guard sends {category.replace('_', ' ')} tickets to people")
+            return [self.handoff(f"{why}.")]
+        if not cid and category in {"password_reset", "profile_update"}:
+            return [
+                self.handoff(
+                    "No customer record matches the requester's e-mail, so no account can be changed."
+                )
+            ]
         if category == "password_reset":
             return [self.use("send_password_reset")]
         if category == "profile_update":
@@ -269,11 +284,15 @@ class _State:
                 f"Incident in {invoice['period']} documented in the help center; {basis} covers a refund."
             )
         else:
+            # Without a documented ground the proposal is a goodwill half, and the note says exactly that:
+            # the approval people see ("Partial refund of …") is the amount proposed here.
+            amount = max(1, amount // 2)
             note = (
                 f"No incident or policy ground found for invoice {invoice['id']} ({invoice['period']}); the customer "
-                "asks for a refund anyway. A person should decide; I would not refund in full."
+                f"asks for a refund anyway. A person should decide; I would not refund in full and propose "
+                f"{money(amount)} (half) as goodwill at most."
             )
-            reason = f"Customer requests a refund of {invoice['id']}; no SLA or policy ground found."
+            reason = f"Customer requests a refund of {invoice['id']}; no SLA or policy ground found, so half as goodwill."
         return [
             self.say(note),
             self.use(
