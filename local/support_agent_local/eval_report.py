@@ -175,8 +175,8 @@ def confusion_svg(matrix: dict[str, Any], title: str, chart_id: str) -> str:
     peak = max([1] + [v for row in counts.values() for v in row.values()])
     parts = [
         f'<svg id="{e(chart_id)}" class="chart confusion" role="img" aria-label="{e(title)}" '
-        f'width="{left + size + 10}" height="{top + size + 30}" xmlns="http://www.w3.org/2000/svg">',
-        f'<text x="{left}" y="14" font-weight="bold">{e(title)} (rows expected, columns got)</text>',
+        f'width="{max(left + size + 90, 440)}" height="{top + size + 30}" xmlns="http://www.w3.org/2000/svg">',
+        f'<text x="4" y="14" font-weight="bold">{e(title)} (rows expected, columns got)</text>',
     ]
     for j, got in enumerate(labels):
         x = left + j * cell + cell / 2
@@ -220,8 +220,8 @@ def histogram_svg(
         f'<text x="{left}" y="14" font-weight="bold">{e(title)}</text>',
     ]
     for i, c in enumerate(counts):
-        bh = (h - 30) * c / peak
-        x, y = left + i * bar, 20 + (h - 30) - bh
+        bh = (h - 50) * c / peak
+        x, y = left + i * bar, 40 + (h - 50) - bh
         start = low + i * width
         parts.append(
             f'<rect class="bar" x="{x + 1:.1f}" y="{y:.1f}" width="{bar - 2:.1f}" height="{bh:.1f}" fill="#3b6fd8">'
