@@ -30,8 +30,9 @@ $(CHECKOV): pyproject.toml
 
 install: $(BIN)/support-agent .tools/node_modules/.bin/dynalite
 
+# Asks for each decision in a terminal; scripted decisions when stdin is not a terminal (CI, pipes).
 demo: install
-	$(BIN)/support-agent demo --decisions auto
+	$(BIN)/support-agent demo --decisions ask
 
 test: install
 	$(BIN)/pytest -n 2 --dist loadfile

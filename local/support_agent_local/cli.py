@@ -225,6 +225,57 @@ def _demo(args: argparse.Namespace) -> int:
     return 1 if lost else 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    from support_agent_local import eval as ev
+    from support_agent_local import eval_report
+
+    try:
+        tickets = ev.load_labelled(Path(args.file))
+        options = ev.EvalOptions(
+            provider=args.provider,
+            model=args.model,
+            decisions=ev.DecisionRules.parse(args.decisions),
+            runs=args.runs,
+            record=Path(args.record) if args.record else None,
+        )
+        ev.provider_parameters(options.provider, options.model)  # a bad choice fails before the stack starts
+        baseline = json.loads(Path(args.baseline).read_text(encoding="utf-8")) if args.baseline else None
+    except ev.EvalInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"error: baseline {args.baseline}: {exc}", file=sys.stderr)
+        return 2
+    if args.runs < 1:
+        print("error: --runs must be at least 1", file=sys.stderr)
+        return 2
+    progress = eval_report.progress_bar(sys.stderr) if sys.stderr.isatty() else None
+    results = ev.run_eval(tickets, options, progress)
+    data = ev.report(args.file, options, tickets, results)
+    eval_report.terminal(data, sys.stdout)
+    if args.json:
+        Path(args.json).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"JSON result: {args.json}")
+    if args.html:
+        Path(args.html).write_text(eval_report.html_report(data), encoding="utf-8")
+        print(f"HTML report: {args.html}")
+    failed = 0
+    unapproved = data["summary"]["violations"]["unapproved_action"]
+    if unapproved:
+        print(f"FAIL: {unapproved} action(s) executed without a recorded approval", file=sys.stderr)
+        failed = 1
+    if baseline is not None:
+        gate = ev.Gate(
+            args.max_recall_drop, args.max_resolution_drop, args.max_cost_rise, args.max_new_violations
+        )
+        found = ev.regressions(baseline, data, gate)
+        for line in found:
+            print(f"REGRESSION: {line}", file=sys.stderr)
+        print(f"baseline {args.baseline}: {len(found)} regression(s)")
+        failed = failed or (1 if found else 0)
+    return failed
+
+
 def _invoke(args: argparse.Namespace) -> int:
     from support_agent_local import events
     from support_agent_local.emulator import EmbeddedAws
@@ -332,6 +383,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="embedded sample systems, or Zendesk (stand-in), Stripe (localstripe), Cognito (moto), customer API",
     )
     demo.set_defaults(run=_demo)
+
+    ev = sub.add_parser(
+        "eval", help="labelled tickets through the whole system: resolution, escalation, policy, cost, time"
+    )
+    ev.add_argument(
+        "file",
+        help="CSV or JSON lines: subject, body, requester, expected_route[, expected_category, expected_actions]",
+    )
+    ev.add_argument(
+        "--provider",
+        default="offline",
+        help="offline (default), anthropic, bedrock, or replay:DIR (recordings per ticket)",
+    )
+    ev.add_argument("--model", help="model id for anthropic (ModelId) or bedrock (BedrockModelId)")
+    ev.add_argument(
+        "--decisions",
+        default="approve",
+        help="what people decide: approve, deny, reply, partial:N%%, partial:N (minor units), or a rules .yaml",
+    )
+    ev.add_argument("--runs", type=int, default=1, help="run every ticket k times and report pass^k")
+    ev.add_argument("--json", metavar="FILE", help="write the full result as JSON")
+    ev.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
+    ev.add_argument("--record", metavar="DIR", help="record every model response to DIR for replay:DIR")
+    ev.add_argument("--baseline", metavar="FILE", help="an earlier --json result: exit 1 past the thresholds")
+    ev.add_argument(
+        "--max-recall-drop", type=float, default=0.02, help="allowed escalation recall drop (0.02)"
+    )
+    ev.add_argument(
+        "--max-resolution-drop", type=float, default=0.05, help="allowed resolution rate drop (0.05)"
+    )
+    ev.add_argument(
+        "--max-cost-rise", type=float, default=0.10, help="allowed relative cost rise per ticket (0.10)"
+    )
+    ev.add_argument("--max-new-violations", type=int, default=0, help="allowed new policy violations (0)")
+    ev.set_defaults(run=_eval)
 
     invoke = sub.add_parser(
         "invoke", help="run one function's handler on a sample event, like `sam local invoke -e`"

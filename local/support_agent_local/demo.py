@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from support_agent.adapters.embedded import EmbeddedBilling
-from support_agent.models import Approval
+from support_agent.models import Approval, Session
 from support_agent.money import money
 from support_agent.rules.audit_proof import digest_log, export_lines, verify_export
 from support_agent.slack.render import plain_text
@@ -46,6 +48,7 @@ class TicketRun:
     replies: list[str] = field(default_factory=list)
     tokens: int = 0
     seconds: float = 0.0
+    slack: list[str] = field(default_factory=list)
 
 
 def load_tickets(path: Path) -> list[dict[str, Any]]:
@@ -99,18 +102,125 @@ def webhook_for(
         payload = systems.open_ticket(customer, ticket["subject"], ticket["body"])
         return signed_webhook_event("zendesk", stack.secret("WebhookSecretName")["zendesk"], payload)
     fields: dict[str, Any] = {"customer_id": ticket["customer_id"]} if ticket.get("customer_id") else {}
+    ticket_id = str(ticket.get("id") or f"D-{1000 + number}")
     payload = {
         "event_id": f"demo-{number}-{time.time_ns()}",
         "ticket": {
             **fields,
-            "id": f"D-{1000 + number}",
+            "id": ticket_id,
             "subject": ticket["subject"],
             "body": ticket["body"],
             "requester": {"email": ticket["requester_email"]},
-            "url": f"https://support.example.com/tickets/D-{1000 + number}",
+            "url": f"https://support.example.com/tickets/{ticket_id}",
         },
     }
     return signed_webhook_event("generic", stack.secret("WebhookSecretName")["generic"], payload)
+
+
+Decide = Callable[[Approval], dict[str, Any]]
+SETTLE_SECONDS = 20.0
+MAX_DECISIONS = 4  # approvals one ticket may ask for in a row (a refund, then a deletion, ...)
+
+
+@dataclass
+class Driven:
+    """One ticket through the system: its session, the decisions people made, what reached Slack."""
+
+    session_id: str
+    session: Session | None
+    decisions: list[tuple[Approval, dict[str, Any]]]
+    slack: list[str]
+    intake_seconds: float
+
+
+def decide_in_slack(stack: EmbeddedAws, approval: Approval, picked: dict[str, Any]) -> None:
+    """Send a person's decision the way Slack does: a signed button click, or a submitted modal."""
+    if picked["action"] in {"partial", "deny", "reply_manually"}:
+        request = slack_requests.view_submission(
+            approval.approval_id, picked["action"], picked.get("value", "")
+        )
+    else:
+        request = slack_requests.block_action(approval.approval_id, "approve")
+    signing = stack.secret("SlackSecretName")["signing_secret"]
+    with stack.environment_of("SlackInteractionFunction"):
+        invoke("slack_interaction", slack_requests.signed_event(request, signing))
+
+
+def drive(
+    stack: EmbeddedAws,
+    poller: Poller,
+    systems: RealBackends | None,
+    number: int,
+    ticket: dict[str, Any],
+    decide: Decide,
+) -> Driven:
+    """A ticket through intake, the agent, and every approval it asks for (decided by `decide`)."""
+    assert stack.slack is not None
+    posted = len(stack.slack.of("chat.postMessage"))
+    event = webhook_for(stack, systems, number, ticket)
+    started = time.perf_counter()
+    with stack.environment_of("IntakeFunction"):
+        answer = invoke("intake", event)
+    intake = time.perf_counter() - started
+    session_id = json.loads(answer["body"]).get("session_id", "")
+    decisions: list[tuple[Approval, dict[str, Any]]] = []
+    session = None
+    if session_id:
+        settle(poller, session_id)
+        session = stack.sessions().get(session_id)
+    for _ in range(MAX_DECISIONS):
+        if not (session and session.state.value == "awaiting_approval" and session.approval_id):
+            break
+        approval = stack.approvals().get(session.approval_id)
+        if not isinstance(approval, Approval):
+            break
+        picked = decide(approval)
+        decisions.append((approval, picked))
+        decide_in_slack(stack, approval, picked)
+        settle(poller, session_id)
+        session = stack.sessions().get(session_id)
+    slack = [str(m.get("text", "")) for m in stack.slack.of("chat.postMessage")[posted:]]
+    return Driven(session_id, session, decisions, slack, intake)
+
+
+def settle(poller: Poller, session_id: str) -> None:
+    """Wait for the session to settle; one that never does is left as it is (reported as unfinished)."""
+    with contextlib.suppress(TimeoutError):
+        poller.settle(session_id, timeout=SETTLE_SECONDS)
+
+
+def _console_choice(approval: Approval, ticket: dict[str, Any], interactive: bool) -> dict[str, Any]:
+    return choose(approval, ticket.get("decision"), interactive)
+
+
+def describe_decision(approval: Approval, picked: dict[str, Any]) -> str:
+    """A decision as people read it: `partial ($99.50)`, `deny (reason)`."""
+    value = str(picked.get("value") or "")
+    if picked["action"] == "partial" and approval.partial:
+        amount = approval.partial.parse(value)
+        value = approval.partial.show(amount) if amount else value
+    return str(picked["action"]) + (f" ({value})" if value else "")
+
+
+def one_line(text: str, width: int) -> str:
+    """`text` on one line within `width` characters (an ellipsis marks a cut)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def actions_text(actions: list[dict[str, Any]], decision: str) -> str:
+    """What ran and who decided: `issue_refund $39.50 (partial by dana.lead)`; a decision that ran nothing too."""
+    parts = []
+    for action in actions:
+        amount = (action.get("args") or {}).get("amount_cents")
+        shown = action["tool"] + (f" {money(int(amount))}" if isinstance(amount, int) else "")
+        if action.get("approved_by"):
+            kind = "partial" if decision.startswith("partial") else "approved"
+            shown += f" ({kind} by {action['approved_by']})"
+        parts.append(shown)
+    if not actions and decision:
+        parts.append(f"- ({decision})")
+    return ", ".join(parts) or "-"
 
 
 def refunds_made(stack: EmbeddedAws, systems: RealBackends | None) -> list[str]:
@@ -159,33 +269,19 @@ def run_demo(
         if systems is not None:
             systems.attach(stack)
         poller = Poller(stack)
-        signing = stack.secret("SlackSecretName")["signing_secret"]
-        sessions = stack.sessions()
-        approvals = stack.approvals()
         for i, ticket in enumerate(tickets, 1):
             run = TicketRun(ticket["name"], ticket["subject"])
             started = time.perf_counter()
-            event = webhook_for(stack, systems, i, ticket)
-            with stack.environment_of("IntakeFunction"):
-                answer = invoke("intake", event)
-            run.session_id = json.loads(answer["body"]).get("session_id", "")
-            poller.settle(run.session_id)
-            session = sessions.get(run.session_id)
-            if session and session.state.value == "awaiting_approval" and session.approval_id:
-                approval = approvals.get(session.approval_id)
-                assert isinstance(approval, Approval)
-                picked = choose(approval, ticket.get("decision"), interactive)
-                run.decision = picked["action"] + (f" ({picked['value']})" if picked.get("value") else "")
-                if picked["action"] in {"partial", "deny", "reply_manually"}:
-                    request = slack_requests.view_submission(
-                        approval.approval_id, picked["action"], picked.get("value", "")
-                    )
-                else:
-                    request = slack_requests.block_action(approval.approval_id, "approve")
-                with stack.environment_of("SlackInteractionFunction"):
-                    invoke("slack_interaction", slack_requests.signed_event(request, signing))
-                poller.settle(run.session_id)
-                session = sessions.get(run.session_id)
+            driven = drive(
+                stack,
+                poller,
+                systems,
+                i,
+                ticket,
+                functools.partial(_console_choice, ticket=ticket, interactive=interactive),
+            )
+            run.session_id, session = driven.session_id, driven.session
+            run.decision = "; ".join(describe_decision(a, p) for a, p in driven.decisions)
             if session:
                 run.route, run.outcome, run.reason = (
                     session.route or "",
@@ -197,6 +293,7 @@ def run_demo(
                     session.replies,
                     session.tokens_used,
                 )
+            run.slack = driven.slack
             run.seconds = time.perf_counter() - started
             runs.append(run)
             say(
@@ -225,6 +322,7 @@ def run_demo(
                         "decision": r.decision,
                         "actions": r.actions,
                         "replies": r.replies,
+                        "slack": r.slack,
                         "tokens": r.tokens,
                     }
                     for r in runs
@@ -237,20 +335,24 @@ def run_demo(
         return runs
     say("")
     say(
-        f"{'ticket':<17}{'route':<10}{'outcome':<19}{'actions executed':<34}{'replies':>7}{'tokens':>8}{'time':>7}"
+        f"{'ticket':<17}{'route':<10}{'outcome':<11}{'actions executed (decision)':<52}{'tokens':>8}{'time':>7}"
     )
     for r in runs:
-        acts = (
-            ", ".join(
-                f"{a['tool']}" + (f" (approved by {a['approved_by']})" if a.get("approved_by") else "")
-                for a in r.actions
-            )
-            or "-"
-        )
-        outcome = r.outcome + (f": {r.reason}" if r.reason and r.outcome == "handoff" else "")
         say(
-            f"{r.name:<17}{r.route:<10}{outcome[:18]:<19}{acts[:33]:<34}{len(r.replies):>7}{r.tokens:>8}{r.seconds:>6.1f}s"
+            f"{r.name:<17}{r.route:<10}{r.outcome:<11}{one_line(actions_text(r.actions, r.decision), 51):<52}{r.tokens:>8}{r.seconds:>6.1f}s"
         )
+        if r.outcome == "handoff" and r.reason:
+            say(f"{'':<17}why: {one_line(r.reason, 100)}")
+        if r.replies:
+            say(f"{'':<17}reply: {one_line(r.replies[-1], 98)}")
+    escalated = [r for r in runs if r.slack]
+    if escalated:
+        say("")
+        say("Slack messages (what the people deciding saw):")
+        for r in escalated:
+            for message in r.slack:
+                say(f"--- {r.name}")
+                say("\n".join(f"    {line}" for line in message.splitlines()))
     say("")
     say(f"refunds executed: {len(refunds)} " + ", ".join(refunds))
     say(

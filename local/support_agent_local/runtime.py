@@ -85,6 +85,7 @@ class Poller:
         self.mappings = mappings(stack)
         self.log = log
         self.deliveries = 0
+        self.busy: dict[str, float] = {}  # seconds spent inside each function's handler
 
     def poll_once(self) -> int:
         """One receive per mapping; returns the number of records delivered."""
@@ -97,6 +98,7 @@ class Poller:
             if not messages:
                 continue
             event = {"Records": [_record(m, self.stack.queue_arn(mapping.queue)) for m in messages]}
+            started = time.perf_counter()
             try:
                 with self.stack.environment_of(mapping.logical_id):
                     response = invoke(mapping.function, event) or {}
@@ -105,6 +107,9 @@ class Poller:
                 failed = {m["MessageId"] for m in messages}
                 if self.log:
                     self.log(f"{mapping.function}: error {type(exc).__name__}: {exc}")
+            finally:
+                spent = time.perf_counter() - started
+                self.busy[mapping.function] = self.busy.get(mapping.function, 0.0) + spent
             for message in messages:
                 if message["MessageId"] in failed:
                     self.sqs.change_message_visibility(

@@ -9,9 +9,12 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
+# The Slack user who decides in the demo and tests (not one of the sample customers).
+CONSOLE_APPROVER = "dana.lead"
+
 
 def block_action(
-    approval_id: str, action: str, user: str = "U0APPROVER1", username: str = "jane"
+    approval_id: str, action: str, user: str = "U0APPROVER1", username: str = CONSOLE_APPROVER
 ) -> dict[str, Any]:
     return {
         "type": "block_actions",
@@ -31,7 +34,7 @@ def view_submission(approval_id: str, action: str, value: str, user: str = "U0AP
     }[action]
     return {
         "type": "view_submission",
-        "user": {"id": user, "username": "jane"},
+        "user": {"id": user, "username": CONSOLE_APPROVER},
         "view": {
             "callback_id": callback,
             "private_metadata": approval_id,

@@ -67,7 +67,7 @@ def test_approve_runs_the_refund_once_and_replies(world):
     session = stack.sessions().get(sid)
     assert session.state is SessionState.RESPONDED
     assert "$199" in session.replies[-1]
-    assert session.actions[-1]["approved_by"] == "jane"
+    assert session.actions[-1]["approved_by"] == "dana.lead"
     update = slack.of("chat.update")[-1]
     assert update["text"].startswith("Approved by <@U0APPROVER1>") and "full refund of $199" in update["text"]
     assert not any(b["type"] == "actions" for b in update["blocks"])

@@ -19,6 +19,8 @@ CLI_LINES = [
     for block in BLOCKS
     for line in block.splitlines()
     if line.strip().startswith(".venv/bin/support-agent")
+    # The eval commands run in tests/e2e/test_eval.py, which checks their results (and that they are here).
+    and not line.strip().startswith(".venv/bin/support-agent eval ")
 ]
 
 

@@ -154,13 +154,14 @@ def _knowledge(
 
 
 def provider(s: AgentSettings) -> ModelProvider:
-    """MODEL_PROVIDER: anthropic | bedrock | offline | replay:FILE; auto = anthropic if a key exists, else offline."""
-    from support_agent.agent.llm import AnthropicProvider, ReplayProvider
+    """MODEL_PROVIDER: anthropic | bedrock | offline | replay:PATH (a file, or a folder of recordings per
+    ticket); auto = anthropic if a key exists, else offline."""
+    from support_agent.agent.llm import AnthropicProvider, replay
     from support_agent.agent.offline import OfflineProvider
 
     choice = s.model_provider
     if choice.startswith("replay:"):
-        return ReplayProvider.from_file(choice.split(":", 1)[1])
+        return replay(choice.split(":", 1)[1])
     if choice == "offline":
         return OfflineProvider()
     if choice == "bedrock":

@@ -6,6 +6,8 @@ so no test passes on a transcript the real API would reject.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 
@@ -68,3 +70,25 @@ def _check_results(i: int, blocks: list[dict[str, Any]], pending: list[str]) -> 
         )
     if len(set(answered)) != len(answered):
         raise ConversationError(f"messages.{i}: a tool_use id is answered twice")
+
+
+_TICKET_DATA = re.compile(r"<ticket_data>\s*(\{.*\})\s*</ticket_data>", re.S)
+
+
+def ticket_data(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """The JSON between the ticket_data tags of the first user turn (empty when there is none)."""
+    if not messages:
+        return {}
+    first = messages[0].get("content")
+    text = (
+        first
+        if isinstance(first, str)
+        else " ".join(b.get("text", "") for b in first or [] if b.get("type") == "text")
+    )
+    match = _TICKET_DATA.search(text)
+    return dict(json.loads(match.group(1))) if match else {}
+
+
+def model_turns(messages: list[dict[str, Any]]) -> int:
+    """How many assistant turns the conversation already has (the next response's index)."""
+    return sum(1 for m in messages if m.get("role") == "assistant")

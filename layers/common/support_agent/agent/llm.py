@@ -210,3 +210,58 @@ class ReplayProvider:
         from anthropic.types import Message
 
         return _from_message(Message.model_validate(recorded))
+
+
+def replay_file_name(ticket_id: str) -> str:
+    """The file of a ticket's recorded responses in a replay folder (the id made safe as a file name)."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in ticket_id).strip(".")
+    return f"{safe or 'ticket'}.jsonl"
+
+
+class ReplayLibrary:
+    """Recorded responses per ticket, from a folder: `<ticket id>.jsonl`, line n answering the ticket's n-th
+    model turn. It keeps no state, so it replays across invocations (a session resumed after an approval
+    goes on with the next line), in any order of tickets."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise ValueError(f"replay folder {self.folder} does not exist")
+        self.name = f"replay:{self.folder.name}"
+        self.requests: list[ModelRequest] = []
+
+    def create(self, request: ModelRequest) -> ModelResponse:
+        from support_agent.agent.conversation import check, model_turns, ticket_data
+
+        check(request.messages)  # what the real API would answer 400 to fails here too
+        self.requests.append(request)
+        ticket = str(ticket_data(request.messages).get("ticket", {}).get("id", ""))
+        path = self.folder / replay_file_name(ticket)
+        if not ticket or not path.is_file():
+            raise ModelUnavailable(f"the replay has no recording for ticket {ticket[:64]!r}")
+        recorded = ReplayProvider.from_file(path).responses
+        turn = model_turns(request.messages)
+        if turn >= len(recorded):
+            raise ModelUnavailable(
+                f"the replay of ticket {ticket[:64]!r} has no response for turn {turn + 1}"
+            )
+        return ReplayProvider([recorded[turn]], self.name).create(request)
+
+
+def replay(path: str | Path) -> ModelProvider:
+    """`replay:PATH`: a folder of recordings per ticket, or one file of responses played in order."""
+    return ReplayLibrary(path) if Path(path).is_dir() else ReplayProvider.from_file(path)
+
+
+def as_message(response: ModelResponse, message_id: str) -> dict[str, Any]:
+    """A response in the Messages API's JSON shape (what a replay file holds, one per line)."""
+    return {
+        "id": message_id,
+        "type": "message",
+        "role": "assistant",
+        "model": response.model,
+        "content": response.content,
+        "stop_reason": response.stop_reason,
+        "stop_sequence": None,
+        "usage": response.usage.model_dump(),
+    }

@@ -23,6 +23,7 @@ from support_agent.rules.budget import TokenBudget
 from support_agent.rules.policy import Policy
 
 MIN_OUTPUT_TOKENS = 256
+REASON_LIMIT = 160
 DEFAULT_MAX_TOKENS = 1500
 # Stop reasons after which the turn's content is complete and its tool calls may run.
 COMPLETE_TURN = frozenset({"end_turn", "tool_use", "stop_sequence"})
@@ -244,6 +245,6 @@ class TurnLoop:
                     "reply_refused_route_escalated", "the model tried to reply to an escalated ticket"
                 )
             return Respond(args["body"], args.get("internal_note", ""), args["status"])
-        return HandOff(
-            "agent_handoff", f"{args['reason']} — {args['summary']}", draft=args.get("draft_reply", "")
-        )
+        # The model's own reason is the session's reason (one line): people and reports see why, not a code.
+        why = " ".join(str(args["reason"]).split())[:REASON_LIMIT].rstrip(". ")
+        return HandOff(why, args["summary"], draft=args.get("draft_reply", ""))

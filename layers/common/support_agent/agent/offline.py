@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any
 
-from support_agent.agent.conversation import check
+from support_agent.agent.conversation import check, model_turns, ticket_data
 from support_agent.agent.llm import ModelRequest, ModelResponse, Usage, estimate_tokens
 from support_agent.agent.triage import offline_classify
 from support_agent.money import money
@@ -62,6 +62,16 @@ _INJECTION = re.compile(
 )
 
 
+# Why a ticket the guard escalated goes to people, by guard category (the handoff reason people read).
+_WHY = {
+    "billing_dispute": "The customer disputes a charge; a person must check the payments before anything is refunded",
+    "complaint": "The customer complains about our staff or service; a person should answer personally",
+    "legal_or_regulatory": "The ticket mentions legal action or a regulator; only a person may answer it",
+    "human_request": "The customer asks to speak to a person",
+    "prompt_injection": "The ticket gives the agent instructions or claims a policy change (possible prompt injection)",
+    "refund_request": "The customer asks for a refund and no bound customer record or invoice was found",
+    "account_deletion": "The customer asks to delete an account that is not bound to the requester",
+}
 _INCIDENT = re.compile(r"incident|outage|status", re.I)
 _OUTAGE = re.compile(r"\b(outage|down|unavailable|caída|ausfall|panne)\b", re.I)
 _CLAUSE = re.compile(r"SLA\s+Section\s+[\d.]*\d", re.I)
@@ -101,14 +111,7 @@ class _State:
 
     @classmethod
     def read(cls, messages: list[dict[str, Any]]) -> _State:
-        first = messages[0]["content"]
-        text = (
-            first
-            if isinstance(first, str)
-            else " ".join(b.get("text", "") for b in first if b.get("type") == "text")
-        )
-        match = re.search(r"<ticket_data>\s*(\{.*\})\s*</ticket_data>", text, re.S)
-        data = json.loads(match.group(1)) if match else {}
+        data = ticket_data(messages)
         names: dict[str, tuple[str, dict[str, Any]]] = {}
         calls: dict[str, list[tuple[dict[str, Any], Any]]] = {}
         notes: list[str] = []
@@ -133,7 +136,7 @@ class _State:
                     notes.append(block["text"])
         state = cls(data, calls, notes)
         # Tool-use ids are derived from the turn, so a replayed conversation yields the same ids.
-        state.turn = sum(1 for m in messages if m["role"] == "assistant") + 1
+        state.turn = model_turns(messages) + 1
         return state
 
     # --- helpers --------------------------------------------------------------------------------------
@@ -141,12 +144,13 @@ class _State:
     def result(self, tool: str) -> Any:
         return self.calls[tool][-1][1] if tool in self.calls else None
 
-    def use(self, name: str, **args: Any) -> dict[str, Any]:
+    def use(self, tool: str, /, **args: Any) -> dict[str, Any]:
+        # Positional-only: a tool argument may itself be called `name` (update_profile's display name).
         self._n += 1
         return {
             "type": "tool_use",
             "id": f"toolu_offline_t{self.turn}_{self._n}",
-            "name": name,
+            "name": tool,
             "input": args,
         }
 
@@ -226,10 +230,15 @@ class _State:
                 self.say("The requester's email matches the account owner. Deletion is irreversible."),
                 self.use("delete_account", reason="Account owner asked for deletion by email."),
             ]
-        if self.triage.get("route") == "escalate" or (
-            not cid and category in {"password_reset", "profile_update"}
-        ):
-            return [self.handoff(f"Guard category: {category}.")]
+        if self.triage.get("route") == "escalate":
+            why = _WHY.get(category, f"The policy guard sends {category.replace('_', ' ')} tickets to people")
+            return [self.handoff(f"{why}.")]
+        if not cid and category in {"password_reset", "profile_update"}:
+            return [
+                self.handoff(
+                    "No customer record matches the requester's e-mail, so no account can be changed."
+                )
+            ]
         if category == "password_reset":
             return [self.use("send_password_reset")]
         if category == "profile_update":
@@ -275,11 +284,15 @@ class _State:
                 f"Incident in {invoice['period']} documented in the help center; {basis} covers a refund."
             )
         else:
+            # Without a documented ground the proposal is a goodwill half, and the note says exactly that:
+            # the approval people see ("Partial refund of …") is the amount proposed here.
+            amount = max(1, amount // 2)
             note = (
                 f"No incident or policy ground found for invoice {invoice['id']} ({invoice['period']}); the customer "
-                "asks for a refund anyway. A person should decide; I would not refund in full."
+                f"asks for a refund anyway. A person should decide; I would not refund in full and propose "
+                f"{money(amount)} (half) as goodwill at most."
             )
-            reason = f"Customer requests a refund of {invoice['id']}; no SLA or policy ground found."
+            reason = f"Customer requests a refund of {invoice['id']}; no SLA or policy ground found, so half as goodwill."
         return [
             self.say(note),
             self.use(

@@ -40,7 +40,7 @@ def handoff_offers(draft: str) -> list[Offer]:
 
 def handoff_note(reason: str, summary: str, draft: str) -> str:
     """The helpdesk note: why, what the agent found, and its draft in full (what Send agent's draft sends)."""
-    note = f"Handed to people: {reason}. {summary}".strip()[:NOTE_LIMIT]
+    note = f"Handed to people: {reason.rstrip('.')}. {summary}".strip()[:NOTE_LIMIT]
     if draft.strip():
         how = (
             "“Send agent's draft” in Slack sends exactly this"
@@ -112,7 +112,7 @@ class OutcomeWriter:
             self.adapters.tickets.assign(ticket.key, HUMAN_GROUP)
         escalation = escalation_for(
             run,
-            issue=handoff.summary or handoff.reason,
+            issue=f"{handoff.reason}: {handoff.summary}" if handoff.summary else handoff.reason,
             recommendation="A person should take over",
             draft=handoff.draft,
         )
