@@ -130,10 +130,11 @@ def fakes(fuzzer: Fuzzer, n: int, tally: Tally, deadline: float) -> None:
     policy = load_policy(ROOT / "policies" / "acme-support.yaml")
     world = MemoryWorld(policy, audit=CountingAudit(), signing_secret=SLACK_SECRET)
     audit = CountingAudit()
+    sessions = MemorySessionStore()
     intake = IntakeService(
         policy=policy,
-        sessions=MemorySessionStore(),
-        budget=MemoryDailyBudget(),
+        sessions=sessions,
+        budget=MemoryDailyBudget(sessions),
         audit=audit,
         queue=MemoryQueue(),
         secrets=Secrets(),

@@ -15,6 +15,8 @@ from support_agent.rules.audit_keys import KmsMacKey, KmsSigner
 from support_agent.rules.dynamodb import DynamoAuditLog
 from support_agent.rules.policy import PolicyError, bound_id, load_policy
 
+from support_agent_local.template import PROJECT_ROOT
+
 if TYPE_CHECKING:
     from support_agent.rules.audit_proof import Digest
 
@@ -422,7 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
     invoke = sub.add_parser(
         "invoke", help="run one function's handler on a sample event, like `sam local invoke -e`"
     )
-    invoke.add_argument("function", choices=["intake", "agent_step", "notifier", "slack_interaction"])
+    functions = sorted(p.parent.name for p in (PROJECT_ROOT / "functions").glob("*/app.py"))
+    invoke.add_argument("function", choices=functions)
     invoke.add_argument("--event", required=True, help="a file in events/ (listed in events/manifest.json)")
     invoke.set_defaults(run=_invoke)
 

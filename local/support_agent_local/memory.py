@@ -236,25 +236,37 @@ class MemorySessionCommitter:
 class MemoryTokenBudget:
     def __init__(self, sessions: MemorySessionStore) -> None:
         self.sessions = sessions
+        self.committed: dict[str, int] = {}
 
-    def charge(self, session_id: str, tokens: int, limit: int) -> int | None:
+    def reserve(self, session_id: str, tokens: int, limit: int) -> bool:
         with self.sessions.lock:
-            session = self.sessions.items[session_id]
-            if session.tokens_used + tokens > limit:
-                return None
-            session.tokens_used += tokens
-            return session.tokens_used
+            if self.committed.get(session_id, 0) + tokens > limit:
+                return False
+            self.committed[session_id] = self.committed.get(session_id, 0) + tokens
+            return True
 
-    def record_overrun(self, session_id: str, tokens: int) -> int:
+    def settle(self, session_id: str, reserved: int, used: int) -> int:
         with self.sessions.lock:
+            self.committed[session_id] = self.committed.get(session_id, 0) + used - reserved
             session = self.sessions.items[session_id]
-            session.tokens_used += tokens
+            session.tokens_used += used
             return session.tokens_used
 
 
 class MemoryDailyBudget:
-    def __init__(self) -> None:
+    def __init__(self, sessions: MemorySessionStore | None = None) -> None:
         self.days: dict[str, int] = {}
+        self.sessions = sessions or MemorySessionStore()
+
+    def open(self, session: Session, limit: int, tz: tzinfo) -> Slot:
+        with self.sessions.lock:
+            existing = self.sessions.items.get(session.session_id)
+            if existing is not None:
+                raise SessionExists(existing.model_copy(deep=True))
+            slot = self.take(limit, tz)
+            if slot.granted:
+                self.sessions.items[session.session_id] = session.model_copy(deep=True)
+            return slot
 
     def take(self, limit: int, tz: tzinfo) -> Slot:
         day = today(tz)

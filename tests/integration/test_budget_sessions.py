@@ -57,13 +57,16 @@ def test_transitions_are_conditional(stack):
         repo.transition("missing", SessionState.QUEUED, SessionState.RUNNING)
 
 
-def test_token_budget_charges_within_limit_only(stack):
+def test_tokens_are_reserved_within_the_limit_and_settled_to_what_was_used(stack):
     repo = DynamoSessionStore(stack.ref("SessionsTable"))
     repo.create(new_session("s1", TICKET, SessionState.QUEUED))
     tokens = DynamoTokenBudget(stack.ref("SessionsTable"))
-    assert tokens.charge("s1", 600, 1000) == 600
-    assert tokens.charge("s1", 500, 1000) is None  # would reach 1100
-    assert tokens.charge("s1", 400, 1000) == 1000
-    assert tokens.charge("s1", 1, 1000) is None
-    assert tokens.record_overrun("s1", 7) == 1007
-    assert repo.get("s1").tokens_used == 1007
+    assert tokens.reserve("s1", 600, 1000)
+    assert not tokens.reserve("s1", 500, 1000)  # 600 in flight: 1,100 would pass the limit
+    assert tokens.settle("s1", 600, 450) == 450  # the call used less than it reserved
+    assert tokens.reserve("s1", 550, 1000)  # 450 used + 550 = exactly the limit
+    assert not tokens.reserve("s1", 1, 1000)
+    assert tokens.settle("s1", 550, 0) == 450  # a call that failed gives its reservation back
+    assert tokens.reserve("s1", 550, 1000)
+    assert not tokens.reserve("s1", 2000, 1000)
+    assert repo.get("s1").tokens_used == 450

@@ -13,7 +13,7 @@ from tests.helpers import sqs_event
 
 def test_mappings_come_from_the_template(stack):
     found = {(m.function, m.queue, m.batch_size) for m in mappings(stack)}
-    assert found == {("agent_step", "AgentQueue", 5), ("notifier", "NotifyQueue", 5)}
+    assert found == {("agent_step", "AgentQueue", 1), ("notifier", "NotifyQueue", 5)}
 
 
 def test_poison_message_is_redriven_to_the_dlq_after_max_receives(stack):

@@ -43,10 +43,11 @@ class Secrets:
 
 
 def intake() -> IntakeService:
+    sessions = MemorySessionStore()
     return IntakeService(
         policy=POLICY,
-        sessions=MemorySessionStore(),
-        budget=MemoryDailyBudget(),
+        sessions=sessions,
+        budget=MemoryDailyBudget(sessions),
         audit=MemoryAuditLog(),
         queue=MemoryQueue(),
         secrets=Secrets(),

@@ -65,10 +65,11 @@ def intake_service() -> IntakeService:
     from support_agent.rules.dynamodb import DynamoDailyBudget, DynamoSessionStore
 
     s = settings(IntakeSettings)
+    sessions = DynamoSessionStore(s.sessions_table, s.session_ttl_days)
     return IntakeService(
         policy=policy(s),
-        sessions=DynamoSessionStore(s.sessions_table, s.session_ttl_days),
-        budget=DynamoDailyBudget(s.budgets_table),
+        sessions=sessions,
+        budget=DynamoDailyBudget(s.budgets_table, sessions),
         audit=audit_log(s),
         queue=SqsQueue(s.agent_queue_url),
         secrets=SecretsManagerStore(s.secrets_max_age_seconds),

@@ -25,6 +25,8 @@ from support_agent.rules.policy import Policy
 MIN_OUTPUT_TOKENS = 256
 REASON_LIMIT = 160
 DEFAULT_MAX_TOKENS = 1500
+# Input is reserved at twice its estimate (see TurnLoop.run).
+INPUT_MARGIN = 2
 # Stop reasons after which the turn's content is complete and its tool calls may run.
 COMPLETE_TURN = frozenset({"end_turn", "tool_use", "stop_sequence"})
 # Before each model call the function must have this much time beyond one call's timeout: the outcome's
@@ -116,27 +118,30 @@ class TurnLoop:
                 left = f"{self.remaining():.0f} s left, a model call may take {self.call_timeout:.0f} s"
                 return HandOff("out_of_time", f"the function would be stopped mid-call ({left})")
             tools = self._schemas(run)
-            room = limit - run.tokens_used - estimate_tokens([system, tools, run.messages])
+            # The input is counted at one token per 4 characters; reserving twice that covers text that
+            # tokenises worse (other scripts, JSON), so what a call really uses stays within its reservation.
+            prompt = INPUT_MARGIN * estimate_tokens([system, tools, run.messages])
+            room = limit - run.tokens_used - prompt
             if room < MIN_OUTPUT_TOKENS:
                 return HandOff("token_budget_exhausted", f"{run.tokens_used}/{limit} tokens used")
             # A turn cut off by max_tokens is asked again once with twice the room, where the budget allows.
             want = self.max_tokens_per_call * (2 if truncated else 1)
             budget = self.remaining() - FINISH_SECONDS if self.remaining is not None else None
             request = ModelRequest(system, tools, list(run.messages), min(want, room), time_budget=budget)
+            reserved = prompt + request.max_tokens
+            if not self.tokens.reserve(run.sid, reserved, limit):
+                return HandOff("token_budget_exhausted", f"{run.tokens_used}/{limit} tokens used or reserved")
             try:
                 response = self.provider.create(request)
             except ModelUnavailable as exc:
+                self.tokens.settle(run.sid, reserved, 0)
                 run.journal.record("model:invoke", "model", "n/a", "unavailable", {"error": str(exc)[:200]})
                 return HandOff("model_unavailable", str(exc))
             run.turns += 1
             usage = response.usage
             model = f"model/{response.model or self.provider.name}"
             run.journal.record("model:invoke", model, "n/a", response.stop_reason or "", usage.model_dump())
-            charged = self.tokens.charge(run.sid, usage.total, limit)
-            if charged is None:
-                run.tokens_used = self.tokens.record_overrun(run.sid, usage.total)
-                return HandOff("token_budget_exhausted", f"{run.tokens_used}/{limit} tokens used")
-            run.tokens_used = charged
+            run.tokens_used = self.tokens.settle(run.sid, reserved, usage.total)
             stop = response.stop_reason
             if stop == "max_tokens":
                 # Its tool calls may be cut short: none of them runs, and the turn is not kept.

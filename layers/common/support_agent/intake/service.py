@@ -101,8 +101,17 @@ class IntakeService:
         resource = f"queue/{ticket.queue}"
         read = self.policy.authorize("tickets:read", resource)
 
+        # The session and its slot of the daily budget are one write: a retried delivery finds the session
+        # and takes no second slot; a crash cannot leave a session without its slot, or a slot without it.
+        queued = new_session(session_id, ticket, SessionState.QUEUED)
         try:
-            self.sessions.create(new_session(session_id, ticket, SessionState.QUEUED))
+            if read.allowed:
+                slot = self.budget.open(queued, self.policy.budget.max_sessions_per_day, self.policy.timezone)
+                if not slot.granted:
+                    over = new_session(session_id, ticket, SessionState.HANDOFF, "daily_budget_exhausted")
+                    self.sessions.create(over)
+            else:
+                self.sessions.create(queued)
         except SessionExists as exc:
             return self._duplicate(exc.session.session_id, exc.session.state)
         details = {"source": source_name, "event_id": delivery.event_id, "ticket_id": ticket.id}
@@ -112,23 +121,26 @@ class IntakeService:
         if not read.allowed:
             return self._handoff(session_id, "queue_not_allowed_by_policy", resource, metrics)
 
-        slot = self.budget.take(self.policy.budget.max_sessions_per_day, self.policy.timezone)
         granted = "granted" if slot.granted else "exhausted"
         self._audit(
             session_id, "budget:session_slot", f"budget/{slot.day}", granted, f"{slot.used}/{slot.limit}"
         )
         if not slot.granted:
-            over = self._handoff(
-                session_id, "daily_budget_exhausted", resource, [*metrics, "DailyBudgetExhausted"]
+            self._audit(session_id, "session:handoff", resource, "n/a", "daily_budget_exhausted")
+            over_result = IntakeResult(
+                202,
+                {"session_id": session_id, "status": "handoff", "reason": "daily_budget_exhausted"},
+                [*metrics, "DailyBudgetExhausted"],
+                session_id,
             )
-            over.budget_used_percent = 100.0
-            return over
+            over_result.budget_used_percent = 100.0
+            return over_result
 
         self.queue.send(AgentMessage(type="start", session_id=session_id))
         self._audit(session_id, "queue:send", "queue/agent", "n/a", "queued")
-        queued = IntakeResult(202, {"session_id": session_id, "status": "queued"}, metrics, session_id)
-        queued.budget_used_percent = round(100 * slot.used / slot.limit, 1)
-        return queued
+        result = IntakeResult(202, {"session_id": session_id, "status": "queued"}, metrics, session_id)
+        result.budget_used_percent = round(100 * slot.used / slot.limit, 1)
+        return result
 
     def _handoff(self, session_id: str, reason: str, resource: str, metrics: list[str]) -> IntakeResult:
         """Keep the ticket, but for people: the session goes straight to handoff."""

@@ -1,4 +1,5 @@
-"""Budgets: sessions per day (taken at intake) and tokens per session (charged by the agent), behind ports.
+"""Budgets: sessions per day (taken at intake) and tokens per session (reserved and settled by the agent),
+behind ports.
 
 The DynamoDB implementations (rules.dynamodb) are single conditional updates, so they are exact however
 many functions run at once.
@@ -11,6 +12,7 @@ from datetime import tzinfo
 from typing import Protocol
 
 from support_agent import clock
+from support_agent.models import Session
 
 
 @dataclass(frozen=True)
@@ -31,16 +33,31 @@ class DailyBudget(Protocol):
         """Take one slot of today's budget if one is left; never goes over `limit`."""
         ...
 
+    def open(self, session: Session, limit: int, tz: tzinfo) -> Slot:
+        """Store a new session and take its slot of today's budget in one write, so a session is counted
+        exactly once whatever the retries. SessionExists (nothing taken) for a duplicate; nothing is
+        stored when no slot is left (Slot.granted False)."""
+        ...
+
     def used(self, tz: tzinfo) -> int:
         """Sessions taken today."""
         ...
 
 
 class TokenBudget(Protocol):
-    def charge(self, session_id: str, tokens: int, limit: int) -> int | None:
-        """Add `tokens` if the session's total stays within `limit`; the new total, or None if refused."""
+    """Tokens per session, reserved before a model call and settled after it.
+
+    The session keeps two counters: `tokens_used` (what calls really used) and `tokens_committed` (used
+    plus what calls in flight have reserved). A reservation is granted only while `tokens_committed` stays
+    within the limit, so two calls can never both spend the last of it; settling replaces the reservation
+    with the real use. Neither counter goes negative; a run killed mid-call leaves its reservation counted,
+    which errs on the side of less spending.
+    """
+
+    def reserve(self, session_id: str, tokens: int, limit: int) -> bool:
+        """Reserve `tokens` if the session's committed total stays within `limit`."""
         ...
 
-    def record_overrun(self, session_id: str, tokens: int) -> int:
-        """Record tokens already spent even past the limit (the trail must show what was used)."""
+    def settle(self, session_id: str, reserved: int, used: int) -> int:
+        """Replace a reservation with what the call used; the session's tokens used so far."""
         ...

@@ -77,16 +77,20 @@ class DynamoSessionStore(aws.DynamoTable):
         super().__init__(table, client)
         self.ttl_days = ttl_days
 
-    def create(self, session: Session) -> None:
+    def create_item(self, session: Session) -> dict[str, Any]:
+        """The create as a TransactWriteItems entry (a Put that refuses an existing session)."""
         expires = int((clock.now() + timedelta(days=self.ttl_days)).timestamp())
         item = {
             **_session_key(session.session_id),
             **aws.to_item({**session.model_dump(mode="json"), "expires_at": expires}),
         }
+        return {
+            "Put": {"TableName": self.table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}
+        }
+
+    def create(self, session: Session) -> None:
         try:
-            self.client.put_item(
-                TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(pk)"
-            )
+            self.client.put_item(**self.create_item(session)["Put"])
         except Exception as exc:
             if not aws.is_conditional_failure(exc):
                 raise
@@ -477,68 +481,108 @@ class DynamoSessionCommitter:
 
 
 class DynamoDailyBudget(aws.DynamoTable):
-    """Counter of sessions started per day (a day in the policy's time zone, UTC by default)."""
+    """Counter of sessions started per day (a day in the policy's time zone, UTC by default). With the
+    sessions store, `open` stores a new session and takes its slot in one transaction."""
+
+    def __init__(
+        self, table: str, sessions: DynamoSessionStore | None = None, client: DynamoDBClient | None = None
+    ) -> None:
+        super().__init__(table, client)
+        self.sessions = sessions
 
     def take(self, limit: int, tz: tzinfo) -> Slot:
         day = today(tz)
-        expires = int((clock.now() + timedelta(days=_BUDGET_KEEP_DAYS)).timestamp())
         try:
-            resp = self.client.update_item(
-                TableName=self.table,
-                Key={"pk": {"S": f"sessions#{day}"}},
-                UpdateExpression="ADD used :one SET expires_at = :ttl, #limit = :max",
-                ConditionExpression="attribute_not_exists(used) OR used < :max",
-                ExpressionAttributeNames={"#limit": "limit"},
-                ExpressionAttributeValues={
-                    ":one": {"N": "1"},
-                    ":max": {"N": str(limit)},
-                    ":ttl": {"N": str(expires)},
-                },
-                ReturnValues="UPDATED_NEW",
-            )
+            resp = self.client.update_item(ReturnValues="UPDATED_NEW", **self._take_args(day, limit))
         except Exception as exc:
             if aws.is_conditional_failure(exc):
                 return Slot(False, day, limit, limit)
             raise
         return Slot(True, day, int(resp["Attributes"]["used"]["N"]), limit)
 
+    def open(self, session: Session, limit: int, tz: tzinfo) -> Slot:
+        if self.sessions is None:
+            raise TypeError("DynamoDailyBudget.open needs the sessions store")
+        day = today(tz)
+        items = [self.sessions.create_item(session), {"Update": self._take_args(day, limit)}]
+        try:
+            self.client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
+        except Exception as exc:
+            codes = [r.get("Code") for r in getattr(exc, "response", {}).get("CancellationReasons", [])]
+            if not aws.is_conditional_failure(exc) or len(codes) != 2:
+                raise
+            if codes[0] == "ConditionalCheckFailed":
+                existing = self.sessions.get(session.session_id)
+                if existing is None:  # expired between the two calls; let the sender retry
+                    raise
+                raise SessionExists(existing) from None
+            return Slot(False, day, limit, limit)
+        return Slot(True, day, self._used_on(day), limit)
+
     def used(self, tz: tzinfo) -> int:
+        return self._used_on(today(tz))
+
+    def _used_on(self, day: str) -> int:
         resp = self.client.get_item(
-            TableName=self.table, Key={"pk": {"S": f"sessions#{today(tz)}"}}, ConsistentRead=True
+            TableName=self.table, Key={"pk": {"S": f"sessions#{day}"}}, ConsistentRead=True
         )
         return int(resp.get("Item", {}).get("used", {}).get("N", "0"))
 
+    def _take_args(self, day: str, limit: int) -> dict[str, Any]:
+        expires = int((clock.now() + timedelta(days=_BUDGET_KEEP_DAYS)).timestamp())
+        return {
+            "TableName": self.table,
+            "Key": {"pk": {"S": f"sessions#{day}"}},
+            "UpdateExpression": "ADD used :one SET expires_at = :ttl, #limit = :max",
+            "ConditionExpression": "attribute_not_exists(used) OR used < :max",
+            "ExpressionAttributeNames": {"#limit": "limit"},
+            "ExpressionAttributeValues": {
+                ":one": {"N": "1"},
+                ":max": {"N": str(limit)},
+                ":ttl": {"N": str(expires)},
+            },
+        }
+
 
 class DynamoTokenBudget(aws.DynamoTable):
-    """Tokens spent by one session, kept on the session item."""
+    """Tokens of one session, on the session item (rules.budget.TokenBudget); one conditional update each."""
 
-    def charge(self, session_id: str, tokens: int, limit: int) -> int | None:
+    def reserve(self, session_id: str, tokens: int, limit: int) -> bool:
         if tokens > limit:
-            return None
+            return False
         try:
-            resp = self.client.update_item(
+            self.client.update_item(
                 TableName=self.table,
                 Key=_session_key(session_id),
-                UpdateExpression="ADD tokens_used :n",
+                UpdateExpression="ADD tokens_committed :n",
                 ConditionExpression=(
-                    "attribute_exists(pk) AND (attribute_not_exists(tokens_used) OR tokens_used <= :room)"
+                    "attribute_exists(pk) AND "
+                    "(attribute_not_exists(tokens_committed) OR tokens_committed <= :room)"
                 ),
                 ExpressionAttributeValues={":n": {"N": str(tokens)}, ":room": {"N": str(limit - tokens)}},
-                ReturnValues="UPDATED_NEW",
             )
         except Exception as exc:
             if aws.is_conditional_failure(exc):
-                return None
+                return False
             raise
-        return int(resp["Attributes"]["tokens_used"]["N"])
+        return True
 
-    def record_overrun(self, session_id: str, tokens: int) -> int:
+    def settle(self, session_id: str, reserved: int, used: int) -> int:
         resp = self.client.update_item(
             TableName=self.table,
             Key=_session_key(session_id),
-            UpdateExpression="ADD tokens_used :n",
+            UpdateExpression="ADD tokens_used :used, tokens_committed :change",
             ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues={":n": {"N": str(tokens)}},
+            ExpressionAttributeValues={":used": {"N": str(used)}, ":change": {"N": str(used - reserved)}},
             ReturnValues="UPDATED_NEW",
         )
-        return int(resp["Attributes"]["tokens_used"]["N"])
+        if "tokens_used" in resp.get("Attributes", {}):
+            return int(resp["Attributes"]["tokens_used"]["N"])
+        # Adding 0 (a call that failed) may leave the attribute out of UPDATED_NEW: read it.
+        item = self.client.get_item(
+            TableName=self.table,
+            Key=_session_key(session_id),
+            ProjectionExpression="tokens_used",
+            ConsistentRead=True,
+        ).get("Item", {})
+        return int(item.get("tokens_used", {}).get("N", "0"))
