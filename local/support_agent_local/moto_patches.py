@@ -142,7 +142,8 @@ def _patch_transactions(models: Any) -> None:
         finally:
             _local.in_transaction = False
 
-    models.copy = types.SimpleNamespace(copy=copy.copy, deepcopy=deepcopy)
+    # What moto's module sees as `copy`: the standard module, with this deepcopy.
+    models.copy = types.SimpleNamespace(**{**vars(copy), "deepcopy": deepcopy})
     models.DynamoDBBackend.transact_write_items = transact_write_items
 
 
