@@ -8,10 +8,27 @@ FUNCTIONS := $(wildcard functions/*/app.py)
 
 .PHONY: install demo test lint format bench fuzz faults clean
 
-$(BIN)/support-agent: pyproject.toml layers/common/requirements.txt
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r layers/common/requirements.txt -e '.[dev]'
+# requirements.lock pins (with hashes) every package of pyproject's dependencies and its `dev` extra, for
+# every Python the project supports (requires-python) on any platform; layers/common/requirements.txt is
+# its subset that `sam build` installs into the layer: the runtime dependencies at the same versions, for
+# Lambda's Python 3.13 on arm64. Both are written by `make lock`, never by hand.
+LOCK := requirements.lock
+LAYER_REQUIREMENTS := layers/common/requirements.txt
+PIP_VERSION := 26.3
+UV_VERSION := 0.13.9
+UV := .tools/uv/bin/uv
+# The oldest Python of pyproject's requires-python: the lock holds for it and every later one.
+OLDEST_PYTHON := 3.11
+LOCK_COMMAND := make lock
+UV_COMPILE := $(UV) pip compile pyproject.toml --quiet --generate-hashes --custom-compile-command "$(LOCK_COMMAND)"
+
+.PHONY: lock lock-upgrade
+
+$(BIN)/support-agent: pyproject.toml $(LOCK)
+	$(PYTHON) -m venv --clear $(VENV)
+	$(BIN)/pip install -q pip==$(PIP_VERSION)
+	$(BIN)/pip install -q --require-hashes -r $(LOCK)
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	@touch $@
 
 # dynalite (npm) backs the concurrency tests: its conditional writes are atomic, moto's are not.
@@ -20,12 +37,14 @@ $(BIN)/support-agent: pyproject.toml layers/common/requirements.txt
 		|| echo "npm not found: the dynalite concurrency tests will be skipped"
 
 # checkov scans template.yaml; it gets its own environment because its pins clash with aws-sam-cli's
-# (see the iac-scan extra in pyproject.toml, which this installs).
+# (see the iac-scan extra in pyproject.toml). requirements-iac-scan.lock pins that environment; `make lock`
+# writes it from the extra alone (not the project's dependencies: checkov does not import them).
 CHECKOV := .tools/checkov/bin/checkov
-$(CHECKOV): pyproject.toml
-	$(PYTHON) -m venv .tools/checkov
-	.tools/checkov/bin/pip install -q $$($(PYTHON) -c 'import tomllib; \
-		print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["iac-scan"]))')
+CHECKOV_LOCK := requirements-iac-scan.lock
+$(CHECKOV): $(CHECKOV_LOCK)
+	$(PYTHON) -m venv --clear .tools/checkov
+	.tools/checkov/bin/pip install -q pip==$(PIP_VERSION)
+	.tools/checkov/bin/pip install -q --require-hashes -r $(CHECKOV_LOCK)
 	@touch $@
 
 install: $(BIN)/support-agent .tools/node_modules/.bin/dynalite
@@ -65,6 +84,24 @@ fuzz: install
 # stand-in); fails unless every ticket ends answered or with a person and nothing runs twice.
 faults: install
 	$(BIN)/python -m support_agent_local.faults
+
+# uv (from PyPI) resolves; pip installs. `make lock` keeps every pin it can and adds what pyproject.toml
+# gained (run it after adding or changing a dependency); `make lock-upgrade` moves every pin to the newest
+# release allowed (UPGRADE="--upgrade-package NAME" moves one).
+$(UV):
+	$(PYTHON) -m venv .tools/uv
+	.tools/uv/bin/pip install -q uv==$(UV_VERSION)
+
+lock: $(UV)
+	$(UV_COMPILE) --extra dev --universal --python-version $(OLDEST_PYTHON) $(UPGRADE) -o $(LOCK)
+	$(UV_COMPILE) --python-version 3.13 --python-platform aarch64-manylinux_2_34 --constraint $(LOCK) $(UPGRADE) \
+		-o $(LAYER_REQUIREMENTS)
+	$(PYTHON) -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["iac-scan"]))' \
+		| $(UV) pip compile - --quiet --generate-hashes --custom-compile-command "$(LOCK_COMMAND)" --universal \
+		--python-version $(OLDEST_PYTHON) $(UPGRADE) -o $(CHECKOV_LOCK)
+
+lock-upgrade:
+	$(MAKE) lock UPGRADE=--upgrade
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam

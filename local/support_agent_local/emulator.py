@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from support_agent import aws
 
+from support_agent_local import moto_patches
 from support_agent_local.fake_slack import FakeSlack
 from support_agent_local.template import PROJECT_ROOT, Resolver, load_template, samconfig_parameters
 
@@ -51,41 +52,6 @@ def fake_credentials() -> None:
     os.environ.pop("AWS_PROFILE", None)
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
     os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "SupportAgent")
-
-
-def _copy_each_table_once_per_transaction() -> None:
-    """moto backs up a table once per *item* of a TransactWriteItems call (deep copies, before running
-    any item). The copies are identical, so one per table gives the same rollback at a fraction of the
-    cost; without this the local runtime slows quadratically as the audit table grows."""
-    import copy
-    import threading
-    import types
-
-    from moto.dynamodb import models
-
-    if getattr(models, "_support_agent_patched", False):
-        return
-    local = threading.local()
-    original = models.DynamoDBBackend.transact_write_items
-
-    def deepcopy(obj: Any, memo: Any = None) -> Any:
-        cache = getattr(local, "cache", None)
-        if cache is None:
-            return copy.deepcopy(obj, memo)
-        if id(obj) not in cache:
-            cache[id(obj)] = copy.deepcopy(obj, memo)
-        return cache[id(obj)]
-
-    def transact_write_items(self: Any, transact_items: Any) -> Any:
-        local.cache = {}
-        try:
-            return original(self, transact_items)
-        finally:
-            local.cache = None
-
-    models.copy = types.SimpleNamespace(copy=copy.copy, deepcopy=deepcopy)  # type: ignore[assignment,attr-defined]
-    models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
-    models._support_agent_patched = True  # type: ignore[attr-defined]
 
 
 def _close_task_tokens_when_tasks_end() -> None:
@@ -141,7 +107,7 @@ class EmbeddedAws:
         from moto import mock_aws
 
         fake_credentials()
-        _copy_each_table_once_per_transaction()
+        moto_patches.apply()
         _close_task_tokens_when_tasks_end()
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
