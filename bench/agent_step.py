@@ -1,8 +1,9 @@
 """Agent-step figures on the emulated stack (moto), one ticket per outcome, replay provider.
 
 Prints for each outcome: AWS calls by service, each model request's estimated input tokens (one token per
-4 characters of JSON, see support_agent.agent.llm.estimate_tokens) and the share inside the cache-marked
-prefix (tools + system prompt), and the agent step's wall time excluding the model.
+4 characters of JSON, see support_agent.agent.llm.estimate_tokens) split as the prompt cache would
+(support_agent.agent.prompt_cache: read, written, uncached), and the agent step's wall time excluding
+the model.
 
 Usage: python bench/agent_step.py
 """
@@ -15,7 +16,8 @@ from typing import Any
 
 import boto3
 from support_agent import aws
-from support_agent.agent.llm import ModelRequest, ModelResponse, ReplayProvider, estimate_tokens
+from support_agent.agent.llm import ModelRequest, ModelResponse, ReplayProvider, min_cacheable_tokens
+from support_agent.agent.prompt_cache import PromptCache
 from support_agent.composition import agent_runner
 from support_agent.models import Requester, SessionState, Ticket
 from support_agent.rules.sessions import new_session
@@ -102,6 +104,8 @@ class TimedReplay(ReplayProvider):
 
 def main() -> int:
     counts: collections.Counter[str] = collections.Counter()
+    # The requests as the API would cache them (Sonnet 4.5's minimum; the three tickets share the cache).
+    cache = PromptCache(min_cacheable_tokens("claude-sonnet-4-5"))
     with EmbeddedAws() as stack, stack.environment_of("AgentStepFunction"):
         boto3._get_default_session().events.register(
             "before-call", lambda model, **_: counts.update([model.service_model.service_name])
@@ -119,7 +123,7 @@ def main() -> int:
             )
             repo.create(new_session(f"bench-{n}", ticket, SessionState.QUEUED))
             runner = agent_runner(TimedReplay(script))
-            provider = runner.provider
+            provider = runner.loop.provider
             assert isinstance(provider, TimedReplay)
             counts.clear()
             started = time.perf_counter()
@@ -131,10 +135,11 @@ def main() -> int:
                 f"{label}: outcome={result.outcome}  AWS calls={total} {calls}  agent time excl. model={wall * 1000:.0f} ms"
             )
             for i, req in enumerate(provider.requests, 1):
-                prefix = estimate_tokens([req.system, req.tools])
-                whole = estimate_tokens([req.system, req.tools, req.messages])
+                used = cache.use(req.payload())
+                whole = used.read + used.written + used.uncached
                 print(
-                    f"   model request {i}: ~{whole} input tokens, {prefix / whole:.0%} in the cache-marked prefix"
+                    f"   model request {i}: ~{whole} input tokens: {used.read} read from the prompt cache "
+                    f"({used.read / whole:.0%}), {used.written} written, {used.uncached} uncached"
                 )
     return 0
 

@@ -318,8 +318,14 @@ def test_real_sdk_request_carries_cache_control_and_tools(agent_env):
 
 def test_escalated_ticket_cannot_be_answered_directly(agent_env):
     sid = new_session(agent_env, "This is unacceptable, I want to file a complaint about your rude agent.")
-    replay = ReplayProvider([msg(CLASSIFY, REPLY)])
+    handoff = use("hand_off_to_human", "toolu_h", reason="complaint", summary="Complaint about an agent.")
+    replay = ReplayProvider([msg(CLASSIFY, REPLY), msg(handoff)])
     result = run(agent_env, sid, replay)
-    assert result.outcome == "handoff"
-    assert "reply_to_customer" not in {t["name"] for t in replay.requests[0].tools}
+    assert result.outcome == "handoff" and result.reason == "complaint"  # the model's own reason
+    # The reply tool stays offered (the cached prefix is the same for every route); the executor refuses it.
+    assert [r.tools for r in replay.requests] == [replay.requests[0].tools] * 2
+    assert "reply_to_customer" in {t["name"] for t in replay.requests[0].tools}
+    refused = replay.requests[1].messages[-1]["content"][-1]
+    assert refused["tool_use_id"] == "toolu_r" and refused["is_error"] and "routed" in refused["content"]
+    assert ("tickets:respond", "refused_route") in audit_actions(agent_env, sid)
     assert session(agent_env, sid).replies == []

@@ -164,7 +164,7 @@ def provider(s: AgentSettings) -> ModelProvider:
     if choice.startswith("replay:"):
         return replay(choice.split(":", 1)[1])
     if choice == "offline":
-        return OfflineProvider()
+        return OfflineProvider(s.model_id)
     if choice == "bedrock":
         return AnthropicProvider.bedrock(s.bedrock_model_id, s.aws_region, s.model_timeout_seconds)
     key = s.anthropic_api_key.get_secret_value() if s.anthropic_api_key else ""
@@ -179,7 +179,7 @@ def provider(s: AgentSettings) -> ModelProvider:
         return AnthropicProvider.from_api_key(key, s.model_id, s.model_timeout_seconds)
     if choice == "anthropic":
         raise RuntimeError("MODEL_PROVIDER=anthropic but no API key in Secrets Manager")
-    return OfflineProvider()
+    return OfflineProvider(s.model_id)
 
 
 def agent_runner(

@@ -34,6 +34,10 @@ from support_agent.rules.policy import Effect, Policy
 
 OutcomeKind = Literal["result", "error", "approval", "terminal", "identity_mismatch"]
 UNBOUND = "customers/(none bound)"  # the resource a bound tool is refused on when no record is bound
+ROUTE_REFUSAL = (
+    "the policy guard routed this ticket to people: you may not reply to the customer directly; propose "
+    "the approval-gated action or hand off with a draft"
+)
 
 
 def safe_json(value: Any) -> str:
@@ -85,6 +89,11 @@ class ToolExecutor:
             shown = str(name)[:64]
             self.journal.record("tool:call", f"tools/{shown}", "n/a", "refused_unknown_tool")
             return ToolOutcome("error", {"error": f"unknown tool {shown}"})
+        if tool.terminal == "respond" and not self.ctx.may_reply:
+            self.journal.record(
+                tool.action, f"tickets/{self.ctx.ticket.key}", "route:escalate", "refused_route"
+            )
+            return ToolOutcome("error", {"error": ROUTE_REFUSAL})
         bound = self.ctx.customer_id
         raw = dict(raw_args) if isinstance(raw_args, Mapping) else raw_args
         # A stored approval records its target account; it must still be the requester's.

@@ -1,8 +1,10 @@
 """Model providers behind one small port: Claude (Anthropic API or Bedrock), replay, and offline.
 
 Every provider returns the Messages API's shape (content blocks, stop reason, usage), so the loop is the
-same whichever runs. The stable prefix (tools, then the system prompt) carries `cache_control` so that
-repeated turns and tickets read it from the prompt cache.
+same whichever runs. Three cache breakpoints (of the four the API allows): the last tool and the system
+prompt (the same bytes for every session of a deployment), and the last block of the latest user
+message, so that each later turn reads the conversation so far from the prompt cache. A prefix shorter
+than the model's minimum cacheable length is not cached at all (`min_cacheable_tokens`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,24 @@ class ModelResponse(BaseModel):
     model: str
 
 
+BREAKPOINT = {"type": "ephemeral"}
+# Anthropic's prompt-caching documentation: the shortest prefix each model caches (tokens), by the model
+# id's family; any other model, 1,024 (the Sonnet 4.5, Sonnet 4, Opus 4.1 and Opus 4 figure).
+_MIN_CACHEABLE = (
+    ("opus-4-6", 4096),
+    ("opus-4-5", 4096),
+    ("haiku-4-5", 4096),
+    ("sonnet-4-6", 2048),
+    ("3-5-haiku", 2048),
+    ("3-haiku", 2048),
+)
+
+
+def min_cacheable_tokens(model_id: str) -> int:
+    """The shortest prompt prefix `model_id` writes to its prompt cache."""
+    return next((tokens for family, tokens in _MIN_CACHEABLE if family in model_id), 1024)
+
+
 @dataclass(frozen=True)
 class ModelRequest:
     system: str
@@ -57,13 +77,35 @@ class ModelRequest:
     time_budget: float | None = None
 
     def cached_system(self) -> list[dict[str, Any]]:
-        return [{"type": "text", "text": self.system, "cache_control": {"type": "ephemeral"}}]
+        return [{"type": "text", "text": self.system, "cache_control": BREAKPOINT}]
 
     def cached_tools(self) -> list[dict[str, Any]]:
         if not self.tools:
             return []
         *head, last = self.tools
-        return [*head, {**last, "cache_control": {"type": "ephemeral"}}]
+        return [*head, {**last, "cache_control": BREAKPOINT}]
+
+    def cached_messages(self) -> list[dict[str, Any]]:
+        """The messages, with a breakpoint on the last block of the latest user message."""
+        messages = list(self.messages)
+        for i in range(len(messages) - 1, -1, -1):
+            if messages[i]["role"] != "user":
+                continue
+            content = messages[i]["content"]
+            blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+            if blocks:
+                blocks[-1] = {**blocks[-1], "cache_control": BREAKPOINT}
+                messages[i] = {**messages[i], "content": blocks}
+            break
+        return messages
+
+    def payload(self) -> dict[str, Any]:
+        """The Messages API's tools, system and messages, with the cache breakpoints (see the module)."""
+        return {
+            "tools": self.cached_tools(),
+            "system": self.cached_system(),
+            "messages": self.cached_messages(),
+        }
 
 
 class ModelProvider(Protocol):
@@ -155,13 +197,7 @@ class AnthropicProvider:
     def create(self, request: ModelRequest) -> ModelResponse:
         import anthropic
 
-        kwargs: dict[str, Any] = {
-            "model": self.model,
-            "max_tokens": request.max_tokens,
-            "system": request.cached_system(),
-            "tools": request.cached_tools(),
-            "messages": request.messages,
-        }
+        kwargs: dict[str, Any] = {"model": self.model, "max_tokens": request.max_tokens, **request.payload()}
         if request.tool_choice:
             kwargs["tool_choice"] = request.tool_choice
         retries = self.retries_within(request.time_budget)

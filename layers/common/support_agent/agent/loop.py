@@ -110,14 +110,13 @@ class TurnLoop:
 
     def run(self, run: Run) -> Outcome:
         """Turns until an outcome; every model call is budgeted and recorded in the run's journal."""
-        system = system_prompt(self.policy)
+        system, tools = system_prompt(self.policy), self._schemas()
         limit = self.policy.budget.max_tokens_per_session
         truncated = 0
         for _turn in range(self.max_turns):
             if self.remaining is not None and self.remaining() < self.call_timeout + FINISH_SECONDS:
                 left = f"{self.remaining():.0f} s left, a model call may take {self.call_timeout:.0f} s"
                 return HandOff("out_of_time", f"the function would be stopped mid-call ({left})")
-            tools = self._schemas(run)
             # The input is counted at one token per 4 characters; reserving twice that covers text that
             # tokenises worse (other scripts, JSON), so what a call really uses stays within its reservation.
             prompt = INPUT_MARGIN * estimate_tokens([system, tools, run.messages])
@@ -179,9 +178,9 @@ class TurnLoop:
         else:
             run.messages.append({"role": "assistant", "content": content})
 
-    def _schemas(self, run: Run) -> list[dict[str, Any]]:
-        route = "auto" if run.reply_allowed else run.triage.route
-        return [CLASSIFY_TOOL, *(t.schema() for t in offered_tools(self.policy, route, self.tools))]
+    def _schemas(self) -> list[dict[str, Any]]:
+        """The same list for every turn and session of a deployment (tools lead the cached prefix)."""
+        return [CLASSIFY_TOOL, *(t.schema() for t in offered_tools(self.policy, self.tools))]
 
     def _tool_round(self, run: Run, uses: list[dict[str, Any]]) -> Outcome | None:
         """Run one turn's calls; every call gets its result in the next user message, even when we stop.
@@ -192,6 +191,8 @@ class TurnLoop:
         results: list[dict[str, Any]] = []
         stop: Outcome | None = None
         for block in uses:
+            # Re-read per call: a classification earlier in this round may have escalated the route.
+            run.ctx.may_reply = run.reply_allowed or run.triage.route == "auto"
             if stop is not None:
                 results.append(
                     tool_result(block["id"], "not run: the turn stopped for a person's decision", True)
@@ -244,11 +245,7 @@ class TurnLoop:
         if outcome.kind != "terminal":
             return None
         args = outcome.content
-        if outcome.terminal == "respond":
-            if run.triage.route != "auto" and not run.reply_allowed:
-                return HandOff(
-                    "reply_refused_route_escalated", "the model tried to reply to an escalated ticket"
-                )
+        if outcome.terminal == "respond":  # the executor refused it unless the route allows a reply
             return Respond(args["body"], args.get("internal_note", ""), args["status"])
         # The model's own reason is the session's reason (one line): people and reports see why, not a code.
         why = " ".join(str(args["reason"]).split())[:REASON_LIMIT].rstrip(". ")

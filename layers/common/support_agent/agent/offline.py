@@ -7,12 +7,20 @@ grounded in what the tools returned. It never sees the policy and cannot bypass 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any
 
 from support_agent.agent.conversation import check, model_turns, ticket_data
-from support_agent.agent.llm import ModelRequest, ModelResponse, Usage, estimate_tokens
+from support_agent.agent.llm import (
+    ModelRequest,
+    ModelResponse,
+    Usage,
+    estimate_tokens,
+    min_cacheable_tokens,
+)
+from support_agent.agent.prompt_cache import PromptCache
 from support_agent.agent.triage import offline_classify
 from support_agent.money import money
 
@@ -77,17 +85,33 @@ _OUTAGE = re.compile(r"\b(outage|down|unavailable|caída|ausfall|panne)\b", re.I
 _CLAUSE = re.compile(r"SLA\s+Section\s+[\d.]*\d", re.I)
 
 
+@functools.cache
+def shared_cache(min_tokens: int) -> PromptCache:
+    """One simulated prompt cache per process and minimum length (the API's is shared by every caller)."""
+    return PromptCache(min_tokens)
+
+
 class OfflineProvider:
-    """Scripted tool use over the Messages API shape; see the module docstring."""
+    """Scripted tool use over the Messages API shape; see the module docstring.
+
+    Its `usage` is what the API would report for the configured model (`model_id`): input tokens split
+    into read from, written to and processed without a simulated prompt cache (`agent.prompt_cache`).
+    """
 
     name = "offline"
+
+    def __init__(self, model_id: str = "", cache: PromptCache | None = None) -> None:
+        self.cache = cache or shared_cache(min_cacheable_tokens(model_id))
 
     def create(self, request: ModelRequest) -> ModelResponse:
         check(request.messages)  # what the real API would answer 400 to fails here too
         state = _State.read(request.messages)
         blocks = state.next_blocks()
+        cached = self.cache.use(request.payload())
         usage = Usage(
-            input_tokens=estimate_tokens([request.system, request.tools, request.messages]),
+            input_tokens=cached.uncached,
+            cache_read_input_tokens=cached.read,
+            cache_creation_input_tokens=cached.written,
             output_tokens=estimate_tokens(blocks),
         )
         stop = "tool_use" if any(b["type"] == "tool_use" for b in blocks) else "end_turn"

@@ -12,6 +12,7 @@ their resources (`customers/<that id>`) meet policy rules written with `{request
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -100,6 +101,9 @@ class ToolContext:
     observed: dict[str, Any] = field(default_factory=dict)
     lookups: dict[str, Any] = field(default_factory=dict)  # results by tool and exact arguments
     idempotency_prefix: str = ""
+    # Whether the customer may be answered directly now (the route is auto, or a person decided); the
+    # reply tool stays offered either way, so the prompt's prefix is the same for every turn and session.
+    may_reply: bool = True
 
     @property
     def customer_id(self) -> str | None:
@@ -184,10 +188,15 @@ class Tool:
     check: Callable[[ToolContext, Any, Lookup], str | None] | None = None
 
     def schema(self) -> dict[str, Any]:
-        """The tool as the Messages API expects it."""
-        schema = self.args.model_json_schema()
-        schema.pop("title", None)
-        return {"name": self.name, "description": self.description, "input_schema": schema}
+        """The tool as the Messages API expects it (built once per process; do not change it)."""
+        return _schema(self.name, self.description, self.args)
+
+
+@functools.cache
+def _schema(name: str, description: str, args: type[BaseModel]) -> dict[str, Any]:
+    schema = args.model_json_schema()
+    schema.pop("title", None)
+    return {"name": name, "description": description, "input_schema": schema}
 
 
 def args_hash(args: dict[str, Any]) -> str:
@@ -434,12 +443,10 @@ CLASSIFY_TOOL = {
 }
 
 
-def offered_tools(policy: Policy, route: str, table: tuple[Tool, ...] = TOOLS) -> list[Tool]:
-    """Tools worth offering: the policy could allow them, and a reply only when the route is auto."""
-    tools = [t for t in table if policy.could_allow(t.action)]
-    if route != "auto":
-        tools = [t for t in tools if t.terminal != "respond"]
-    return tools
+def offered_tools(policy: Policy, table: tuple[Tool, ...] = TOOLS) -> list[Tool]:
+    """Tools worth offering: the policy could allow them. The same for every session and turn of a
+    deployment (the prompt cache's prefix); what a route forbids, the executor refuses."""
+    return [t for t in table if policy.could_allow(t.action)]
 
 
 @dataclass
