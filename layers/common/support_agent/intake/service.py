@@ -103,15 +103,15 @@ class IntakeService:
 
         # The session and its slot of the daily budget are one write: a retried delivery finds the session
         # and takes no second slot; a crash cannot leave a session without its slot, or a slot without it.
-        queued = new_session(session_id, ticket, SessionState.QUEUED)
+        # A ticket that may not run is stored straight away for people.
+        refused = None if read.allowed else "queue_not_allowed_by_policy"
         try:
-            if read.allowed:
+            if refused is None:
+                queued = new_session(session_id, ticket, SessionState.QUEUED)
                 slot = self.budget.open(queued, self.policy.budget.max_sessions_per_day, self.policy.timezone)
-                if not slot.granted:
-                    over = new_session(session_id, ticket, SessionState.HANDOFF, "daily_budget_exhausted")
-                    self.sessions.create(over)
-            else:
-                self.sessions.create(queued)
+                refused = None if slot.granted else "daily_budget_exhausted"
+            if refused is not None:
+                self.sessions.create(new_session(session_id, ticket, SessionState.HANDOFF, refused))
         except SessionExists as exc:
             return self._duplicate(exc.session.session_id, exc.session.state)
         details = {"source": source_name, "event_id": delivery.event_id, "ticket_id": ticket.id}
@@ -126,15 +126,11 @@ class IntakeService:
             session_id, "budget:session_slot", f"budget/{slot.day}", granted, f"{slot.used}/{slot.limit}"
         )
         if not slot.granted:
-            self._audit(session_id, "session:handoff", resource, "n/a", "daily_budget_exhausted")
-            over_result = IntakeResult(
-                202,
-                {"session_id": session_id, "status": "handoff", "reason": "daily_budget_exhausted"},
-                [*metrics, "DailyBudgetExhausted"],
-                session_id,
+            over = self._handoff(
+                session_id, "daily_budget_exhausted", resource, [*metrics, "DailyBudgetExhausted"]
             )
-            over_result.budget_used_percent = 100.0
-            return over_result
+            over.budget_used_percent = 100.0
+            return over
 
         self.queue.send(AgentMessage(type="start", session_id=session_id))
         self._audit(session_id, "queue:send", "queue/agent", "n/a", "queued")
@@ -143,8 +139,7 @@ class IntakeService:
         return result
 
     def _handoff(self, session_id: str, reason: str, resource: str, metrics: list[str]) -> IntakeResult:
-        """Keep the ticket, but for people: the session goes straight to handoff."""
-        self.sessions.transition(session_id, SessionState.QUEUED, SessionState.HANDOFF, reason=reason)
+        """The ticket is kept for people (its session was stored in handoff): audit it and answer."""
         self._audit(session_id, "session:handoff", resource, "n/a", reason)
         return IntakeResult(
             202, {"session_id": session_id, "status": "handoff", "reason": reason}, metrics, session_id
