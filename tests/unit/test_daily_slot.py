@@ -46,11 +46,12 @@ def service(queue: MemoryQueue, per_day: int = 500) -> tuple[IntakeService, Memo
     return intake, budget
 
 
-def deliver(intake: IntakeService, event_id: str) -> int:
+def deliver(intake: IntakeService, event_id: str, queue: str = "tier-1") -> int:
     body = json.dumps(
         {
             "event_id": event_id,
             "ticket": {
+                "queue": queue,
                 "id": event_id,
                 "subject": "Order?",
                 "body": "Where is ORD-5001?",
@@ -94,3 +95,14 @@ def test_no_slot_left_keeps_the_ticket_for_people_and_takes_nothing(per_day):
     over = [s for s in intake.sessions.items.values() if s.state is SessionState.HANDOFF]  # type: ignore[attr-defined]
     assert len(over) == 2 and all(s.reason == "daily_budget_exhausted" for s in over)
     assert len(queue.sent) == per_day
+
+
+def test_a_ticket_from_a_queue_the_policy_does_not_allow_is_kept_for_people_without_a_slot():
+    queue = MemoryQueue()
+    intake, budget = service(queue)
+    assert deliver(intake, "evt-1", queue="vip") == 202
+    (session,) = intake.sessions.items.values()  # type: ignore[attr-defined]
+    assert (session.state, session.reason) == (SessionState.HANDOFF, "queue_not_allowed_by_policy")
+    assert budget.used(UTC) == 0 and queue.sent == []
+    assert deliver(intake, "evt-1", queue="vip") == 200  # a redelivery finds it, and queues nothing
+    assert queue.sent == []
