@@ -59,8 +59,8 @@ def _error_code(exc: Exception) -> str:
     return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
 
 
-class KmsMacKey:
-    """MacKey over a KMS HMAC key."""
+class _KmsKey:
+    """A KMS key by id, with an injected client or the shared one."""
 
     def __init__(self, key_id: str, client: KMSClient | None = None) -> None:
         self.key_id = key_id
@@ -69,6 +69,10 @@ class KmsMacKey:
     @property
     def client(self) -> KMSClient:
         return self._client or aws.kms()
+
+
+class KmsMacKey(_KmsKey):
+    """MacKey over a KMS HMAC key."""
 
     def mac(self, message: bytes) -> bytes:
         resp = self.client.generate_mac(KeyId=self.key_id, Message=message, MacAlgorithm=MAC_ALGORITHM)
@@ -86,17 +90,9 @@ class KmsMacKey:
         return bool(resp["MacValid"])
 
 
-class KmsSigner:
+class KmsSigner(_KmsKey):
     """Signer over a KMS asymmetric key (ECC_NIST_P256). Messages are short statements of a SHA-256 digest,
     signed RAW, so a signature can also be checked offline with the key's public half."""
-
-    def __init__(self, key_id: str, client: KMSClient | None = None) -> None:
-        self.key_id = key_id
-        self._client = client
-
-    @property
-    def client(self) -> KMSClient:
-        return self._client or aws.kms()
 
     def sign(self, message: bytes) -> bytes:
         resp = self.client.sign(
