@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from pathlib import Path
@@ -236,29 +236,27 @@ class MemorySessionCommitter:
 class MemoryTokenBudget:
     def __init__(self, sessions: MemorySessionStore) -> None:
         self.sessions = sessions
-        self.committed: dict[str, int] = {}
 
     def reserve(self, session_id: str, tokens: int, limit: int) -> bool:
         with self.sessions.lock:
-            if self.committed.get(session_id, 0) + tokens > limit:
-                return False
-            self.committed[session_id] = self.committed.get(session_id, 0) + tokens
-            return True
-
-    def settle(self, session_id: str, reserved: int, used: int) -> int:
-        with self.sessions.lock:
-            self.committed[session_id] = self.committed.get(session_id, 0) + used - reserved
             session = self.sessions.items[session_id]
-            session.tokens_used += used
-            return session.tokens_used
+            if session.tokens_committed + tokens > limit:
+                return False
+            session.tokens_committed += tokens
+            return True
 
 
 class MemoryDailyBudget:
-    def __init__(self, sessions: MemorySessionStore | None = None) -> None:
+    def __init__(
+        self, sessions: MemorySessionStore | None = None, audit: MemoryAuditLog | None = None
+    ) -> None:
         self.days: dict[str, int] = {}
         self.sessions = sessions or MemorySessionStore()
+        self.audit = audit
 
-    def open(self, session: Session, limit: int, tz: tzinfo) -> Slot:
+    def open(self, session: Session, limit: int, tz: tzinfo, entries: Sequence[AuditDraft] = ()) -> Slot:
+        if entries and self.audit is None:
+            raise TypeError("MemoryDailyBudget.open needs the audit log for entries")
         with self.sessions.lock:
             existing = self.sessions.items.get(session.session_id)
             if existing is not None:
@@ -266,6 +264,9 @@ class MemoryDailyBudget:
             slot = self.take(limit, tz)
             if slot.granted:
                 self.sessions.items[session.session_id] = session.model_copy(deep=True)
+                if self.audit is not None and entries:
+                    with self.audit.lock:
+                        self.audit.extend(session.session_id, list(entries))
             return slot
 
     def take(self, limit: int, tz: tzinfo) -> Slot:

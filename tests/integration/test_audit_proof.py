@@ -549,3 +549,25 @@ def test_emails_never_enter_a_chain_and_erasure_leaves_every_chain_verifiable(st
     exported = capsys.readouterr().out.splitlines()
     assert email not in "\n".join(exported).lower()
     assert verify_export(exported, key=stack.audit().key, signer=stack.audit_signer()).ok
+
+
+def test_lone_appends_by_writers_with_stale_heads_keep_the_record_on_the_chains_last_entry(stack):
+    """Two writers (two Lambda instances), each caching the head it last saw, append in turn: each append
+    moves the session record's head in its own transaction, a stale cache costs a refused write and a
+    read, and the record always names the chain's last entry. A chain whose session record is gone (an
+    erased session) still takes entries, and no record is created for it."""
+    sid = session_id_for("generic", "stale-heads")
+    ticket = Ticket(
+        id="T-h", source="generic", subject="s", body="b", requester=Requester(email="a@example.com")
+    )
+    stack.sessions().create(session_rules.new_session(sid, ticket, S.QUEUED))
+    writers = [stack.audit(), stack.audit()]
+    for n in range(6):
+        writers[n % 2].append(sid, [draft("agent", "test:append", f"r/{n}", "n/a", "ok")])
+        last = stack.audit().entries(sid)[-1]
+        assert stack.audit().anchors(sid) == {sid: last.head} and last.seq == n + 1
+    assert verify_log(stack.audit(), sid).ok
+    gone = session_id_for("generic", "erased")
+    written = stack.audit().append(gone, [draft("agent", "test:append", "r", "n/a", "ok")], new_chain=True)
+    assert [e.seq for e in written] == [1] and stack.audit().anchors(gone) == {}
+    assert stack.sessions().get(gone) is None

@@ -57,16 +57,17 @@ def test_transitions_are_conditional(stack):
         repo.transition("missing", SessionState.QUEUED, SessionState.RUNNING)
 
 
-def test_tokens_are_reserved_within_the_limit_and_settled_to_what_was_used(stack):
+def test_tokens_are_reserved_within_the_limit_and_settled_by_the_outcome(stack):
     repo = DynamoSessionStore(stack.ref("SessionsTable"))
     repo.create(new_session("s1", TICKET, SessionState.QUEUED))
     tokens = DynamoTokenBudget(stack.ref("SessionsTable"))
     assert tokens.reserve("s1", 600, 1000)
-    assert not tokens.reserve("s1", 500, 1000)  # 600 in flight: 1,100 would pass the limit
-    assert tokens.settle("s1", 600, 450) == 450  # the call used less than it reserved
+    assert not tokens.reserve("s1", 500, 1000)  # 600 reserved: 1,100 would pass the limit
+    assert not tokens.reserve("s1", 2000, 1000)
+    # The outcome's commit settles: both counters become what the run used (450 of its 600).
+    repo.transition("s1", SessionState.QUEUED, SessionState.RUNNING)
+    repo.transition("s1", SessionState.RUNNING, SessionState.RESPONDED, tokens_used=450, tokens_committed=450)
     assert tokens.reserve("s1", 550, 1000)  # 450 used + 550 = exactly the limit
     assert not tokens.reserve("s1", 1, 1000)
-    assert tokens.settle("s1", 550, 0) == 450  # a call that failed gives its reservation back
-    assert tokens.reserve("s1", 550, 1000)
-    assert not tokens.reserve("s1", 2000, 1000)
-    assert repo.get("s1").tokens_used == 450
+    stored = repo.get("s1")
+    assert (stored.tokens_used, stored.tokens_committed) == (450, 1000)

@@ -44,11 +44,12 @@ class Secrets:
 
 def intake() -> IntakeService:
     sessions = MemorySessionStore()
+    audit = MemoryAuditLog(sessions=sessions)
     return IntakeService(
         policy=POLICY,
         sessions=sessions,
-        budget=MemoryDailyBudget(sessions),
-        audit=MemoryAuditLog(),
+        budget=MemoryDailyBudget(sessions, audit),
+        audit=audit,
         queue=MemoryQueue(),
         secrets=Secrets(),
         webhook_secret_name="webhooks",

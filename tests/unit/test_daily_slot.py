@@ -41,8 +41,9 @@ def service(queue: MemoryQueue, per_day: int = 500) -> tuple[IntakeService, Memo
     policy = load_policy(ROOT / "policies" / "acme-support.yaml")
     policy.document.budget.max_sessions_per_day = per_day
     sessions = MemorySessionStore()
-    budget = MemoryDailyBudget(sessions)
-    intake = IntakeService(policy, sessions, budget, MemoryAuditLog(), queue, Secrets(), "webhooks")
+    audit = MemoryAuditLog(sessions=sessions)
+    budget = MemoryDailyBudget(sessions, audit)
+    intake = IntakeService(policy, sessions, budget, audit, queue, Secrets(), "webhooks")
     return intake, budget
 
 

@@ -65,12 +65,13 @@ def intake_service() -> IntakeService:
     from support_agent.rules.dynamodb import DynamoDailyBudget, DynamoSessionStore
 
     s = settings(IntakeSettings)
-    sessions = DynamoSessionStore(s.sessions_table, s.session_ttl_days)
+    audit = audit_log(s)
+    sessions = DynamoSessionStore(s.sessions_table, s.session_ttl_days, heads=audit.heads)
     return IntakeService(
         policy=policy(s),
         sessions=sessions,
-        budget=DynamoDailyBudget(s.budgets_table, sessions),
-        audit=audit_log(s),
+        budget=DynamoDailyBudget(s.budgets_table, sessions, audit=audit),
+        audit=audit,
         queue=SqsQueue(s.agent_queue_url),
         secrets=SecretsManagerStore(s.secrets_max_age_seconds),
         webhook_secret_name=s.webhook_secret_name,
@@ -200,9 +201,9 @@ def agent_runner(
 
     s = settings(AgentSettings)
     rules = policy(s)
-    sessions = DynamoSessionStore(s.sessions_table)
-    approvals = DynamoApprovalStore(s.sessions_table)
     audit = audit_log(s)
+    sessions = DynamoSessionStore(s.sessions_table, heads=audit.heads)
+    approvals = DynamoApprovalStore(s.sessions_table)
     commits = DynamoSessionCommitter(sessions, approvals, audit)
     ports = adapters(s, remaining)
     loop = TurnLoop(

@@ -95,6 +95,7 @@ class Session(BaseModel):
     updated_at: str
     reason: str | None = None
     tokens_used: int = 0
+    tokens_committed: int = 0  # used plus reserved by runs (rules.budget.TokenBudget)
     turns: int = 0
     approval_id: str | None = None
     notice_id: str | None = None

@@ -73,6 +73,8 @@ class Run:
     triage: TriageResult
     messages: list[dict[str, Any]] = field(default_factory=list)
     tokens_used: int = 0
+    # Reserved by this run and not yet used: what its next calls may spend without reserving again.
+    tokens_held: int = 0
     turns: int = 0
     actions: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -127,20 +129,19 @@ class TurnLoop:
             want = self.max_tokens_per_call * (2 if truncated else 1)
             budget = self.remaining() - FINISH_SECONDS if self.remaining is not None else None
             request = ModelRequest(system, tools, list(run.messages), min(want, room), time_budget=budget)
-            reserved = prompt + request.max_tokens
-            if not self.tokens.reserve(run.sid, reserved, limit):
+            if not self._hold(run, prompt + request.max_tokens, limit):
                 return HandOff("token_budget_exhausted", f"{run.tokens_used}/{limit} tokens used or reserved")
             try:
                 response = self.provider.create(request)
             except ModelUnavailable as exc:
-                self.tokens.settle(run.sid, reserved, 0)
                 run.journal.record("model:invoke", "model", "n/a", "unavailable", {"error": str(exc)[:200]})
                 return HandOff("model_unavailable", str(exc))
             run.turns += 1
             usage = response.usage
             model = f"model/{response.model or self.provider.name}"
             run.journal.record("model:invoke", model, "n/a", response.stop_reason or "", usage.model_dump())
-            run.tokens_used = self.tokens.settle(run.sid, reserved, usage.total)
+            run.tokens_used += usage.total
+            run.tokens_held = max(0, run.tokens_held - usage.total)
             stop = response.stop_reason
             if stop == "max_tokens":
                 # Its tool calls may be cut short: none of them runs, and the turn is not kept.
@@ -169,6 +170,21 @@ class TurnLoop:
             if outcome is not None:
                 return outcome
         return HandOff("turn_limit", f"no outcome after {self.max_turns} model turns")
+
+    def _hold(self, run: Run, need: int, limit: int) -> bool:
+        """Make sure the run holds a reservation of `need` tokens for its next call.
+
+        Reservations are durable (a killed run's stay counted) and released by the outcome's commit, which
+        sets the session's committed tokens back to what was used. A run reserves two calls' worth when it
+        can, so most runs write one reservation, not one per call.
+        """
+        if run.tokens_held >= need:
+            return True
+        for amount in (2 * need - run.tokens_held, need - run.tokens_held):
+            if self.tokens.reserve(run.sid, amount, limit):
+                run.tokens_held += amount
+                return True
+        return False
 
     @staticmethod
     def _keep_turn(run: Run, content: list[dict[str, Any]]) -> None:

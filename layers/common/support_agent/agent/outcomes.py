@@ -215,7 +215,9 @@ class OutcomeWriter:
         """The outcome's one write; afterwards the run knows the session's new state (and, from the first
         run on, who the requester is)."""
         fields = {
+            # The run's reservations end with its outcome: what is committed is what was used.
             "tokens_used": run.tokens_used,
+            "tokens_committed": run.tokens_used,
             "turns": run.turns,
             "route": run.triage.route,
             "actions": run.actions,

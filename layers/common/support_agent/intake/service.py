@@ -18,9 +18,9 @@ from support_agent import boundary, clock
 from support_agent.intake.signatures import SignatureError
 from support_agent.intake.webhooks import SOURCES, Ignored, PayloadError
 from support_agent.messaging import Queue
-from support_agent.models import AgentMessage, SessionState
-from support_agent.rules.audit import AuditLog, draft
-from support_agent.rules.budget import DailyBudget
+from support_agent.models import AgentMessage, SessionState, Ticket
+from support_agent.rules.audit import AuditDraft, AuditLog, draft
+from support_agent.rules.budget import DailyBudget, today
 from support_agent.rules.policy import Policy
 from support_agent.rules.sessions import SessionExists, SessionStore, new_session, session_id_for
 from support_agent.secrets import SecretStore
@@ -101,46 +101,65 @@ class IntakeService:
         resource = f"queue/{ticket.queue}"
         read = self.policy.authorize("tickets:read", resource)
 
-        # The session and its slot of the daily budget are one write: a retried delivery finds the session
-        # and takes no second slot; a crash cannot leave a session without its slot, or a slot without it.
-        # A ticket that may not run is stored straight away for people.
-        refused = None if read.allowed else "queue_not_allowed_by_policy"
-        try:
-            if refused is None:
-                queued = new_session(session_id, ticket, SessionState.QUEUED)
-                slot = self.budget.open(queued, self.policy.budget.max_sessions_per_day, self.policy.timezone)
-                refused = None if slot.granted else "daily_budget_exhausted"
-            if refused is not None:
-                self.sessions.create(new_session(session_id, ticket, SessionState.HANDOFF, refused))
-        except SessionExists as exc:
-            return self._duplicate(exc.session.session_id, exc.session.state)
         details = {"source": source_name, "event_id": delivery.event_id, "ticket_id": ticket.id}
         received = draft(ACTOR, "tickets:read", resource, read.describe(), "received", details)
-        self.audit.append(session_id, [received], new_chain=True)
         metrics = ["TicketsReceived"]
         if not read.allowed:
-            return self._handoff(session_id, "queue_not_allowed_by_policy", resource, metrics)
+            return self._handoff(
+                session_id, ticket, [received], "queue_not_allowed_by_policy", resource, metrics
+            )
 
-        granted = "granted" if slot.granted else "exhausted"
-        self._audit(
-            session_id, "budget:session_slot", f"budget/{slot.day}", granted, f"{slot.used}/{slot.limit}"
-        )
+        # The session, its slot of the daily budget and the first entries of its audit trail are one
+        # write: a retried delivery finds the session and takes no second slot; a crash cannot leave a
+        # session without its slot or its trail, or a slot without its session. The send's entry goes in
+        # with them: a failed send answers 5xx, and the retried delivery sends again.
+        limit, day = self.policy.budget.max_sessions_per_day, today(self.policy.timezone)
+        opening = [
+            received,
+            draft(ACTOR, "budget:session_slot", f"budget/{day}", "granted", "taken", {"limit": limit}),
+            draft(ACTOR, "queue:send", "queue/agent", "n/a", "queued"),
+        ]
+        try:
+            queued = new_session(session_id, ticket, SessionState.QUEUED)
+            slot = self.budget.open(queued, limit, self.policy.timezone, opening)
+        except SessionExists as exc:
+            return self._duplicate(exc.session.session_id, exc.session.state)
         if not slot.granted:
+            exhausted = draft(
+                ACTOR, "budget:session_slot", f"budget/{slot.day}", "exhausted", f"{limit}/{limit}"
+            )
             over = self._handoff(
-                session_id, "daily_budget_exhausted", resource, [*metrics, "DailyBudgetExhausted"]
+                session_id,
+                ticket,
+                [received, exhausted],
+                "daily_budget_exhausted",
+                resource,
+                [*metrics, "DailyBudgetExhausted"],
             )
             over.budget_used_percent = 100.0
             return over
 
         self.queue.send(AgentMessage(type="start", session_id=session_id))
-        self._audit(session_id, "queue:send", "queue/agent", "n/a", "queued")
         result = IntakeResult(202, {"session_id": session_id, "status": "queued"}, metrics, session_id)
         result.budget_used_percent = round(100 * slot.used / slot.limit, 1)
         return result
 
-    def _handoff(self, session_id: str, reason: str, resource: str, metrics: list[str]) -> IntakeResult:
-        """The ticket is kept for people (its session was stored in handoff): audit it and answer."""
-        self._audit(session_id, "session:handoff", resource, "n/a", reason)
+    def _handoff(
+        self,
+        session_id: str,
+        ticket: Ticket,
+        entries: list[AuditDraft],
+        reason: str,
+        resource: str,
+        metrics: list[str],
+    ) -> IntakeResult:
+        """The ticket is kept for people: its session is stored in handoff, then audited."""
+        try:
+            self.sessions.create(new_session(session_id, ticket, SessionState.HANDOFF, reason))
+        except SessionExists as exc:
+            return self._duplicate(exc.session.session_id, exc.session.state)
+        handoff = draft(ACTOR, "session:handoff", resource, "n/a", reason)
+        self.audit.append(session_id, [*entries, handoff], new_chain=True)
         return IntakeResult(
             202, {"session_id": session_id, "status": "handoff", "reason": reason}, metrics, session_id
         )
@@ -176,17 +195,6 @@ class IntakeService:
         entry = draft(ACTOR, "webhook:receive", resource, "rejected", str(status), details)
         self.audit.append(chain_id, [entry], new_chain=True)
         return IntakeResult(status, {"error": reason}, ["TicketsRejected"])
-
-    def _audit(
-        self,
-        session_id: str,
-        action: str,
-        resource: str,
-        decision: str,
-        outcome: str,
-        details: dict[str, Any] | None = None,
-    ) -> None:
-        self.audit.append(session_id, [draft(ACTOR, action, resource, decision, outcome, details)])
 
 
 def _text(value: str, limit: int) -> str:

@@ -7,12 +7,16 @@ many functions run at once.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from support_agent import clock
 from support_agent.models import Session
+
+if TYPE_CHECKING:
+    from support_agent.rules.audit import AuditDraft
 
 
 @dataclass(frozen=True)
@@ -33,10 +37,10 @@ class DailyBudget(Protocol):
         """Take one slot of today's budget if one is left; never goes over `limit`."""
         ...
 
-    def open(self, session: Session, limit: int, tz: tzinfo) -> Slot:
-        """Store a new session and take its slot of today's budget in one write, so a session is counted
-        exactly once whatever the retries. SessionExists (nothing taken) for a duplicate; nothing is
-        stored when no slot is left (Slot.granted False)."""
+    def open(self, session: Session, limit: int, tz: tzinfo, entries: Sequence[AuditDraft] = ()) -> Slot:
+        """Store a new session, take its slot of today's budget and start its audit chain with `entries`,
+        in one write, so a session is counted exactly once whatever the retries. SessionExists (nothing
+        taken) for a duplicate; nothing is stored when no slot is left (Slot.granted False)."""
         ...
 
     def used(self, tz: tzinfo) -> int:
@@ -45,19 +49,16 @@ class DailyBudget(Protocol):
 
 
 class TokenBudget(Protocol):
-    """Tokens per session, reserved before a model call and settled after it.
+    """Tokens per session, reserved before model calls and settled by the outcome's commit.
 
     The session keeps two counters: `tokens_used` (what calls really used) and `tokens_committed` (used
-    plus what calls in flight have reserved). A reservation is granted only while `tokens_committed` stays
-    within the limit, so two calls can never both spend the last of it; settling replaces the reservation
-    with the real use. Neither counter goes negative; a run killed mid-call leaves its reservation counted,
-    which errs on the side of less spending.
+    plus what runs have reserved). A reservation is granted only while `tokens_committed` stays within the
+    limit, and a call never uses more than it reserved, so the limit holds however runs interleave. The
+    outcome's commit sets both counters to the tokens used (the run holds the session's lease, so it is
+    the only writer); a run killed mid-call leaves its reservation counted, which errs on the side of less
+    spending, until the run that takes the session over commits.
     """
 
     def reserve(self, session_id: str, tokens: int, limit: int) -> bool:
         """Reserve `tokens` if the session's committed total stays within `limit`."""
-        ...
-
-    def settle(self, session_id: str, reserved: int, used: int) -> int:
-        """Replace a reservation with what the call used; the session's tokens used so far."""
         ...

@@ -10,7 +10,7 @@ entries, and a lone append moves it forward with a conditional update.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
@@ -73,16 +73,34 @@ def _jsonable(value: Any) -> Any:
 class DynamoSessionStore(aws.DynamoTable):
     """Sessions in the sessions table; every move is a conditional update on the expected state."""
 
-    def __init__(self, table: str, ttl_days: int = 90, client: DynamoDBClient | None = None) -> None:
+    def __init__(
+        self,
+        table: str,
+        ttl_days: int = 90,
+        client: DynamoDBClient | None = None,
+        heads: dict[str, Head] | None = None,
+    ) -> None:
         super().__init__(table, client)
         self.ttl_days = ttl_days
+        # Shared with the audit log: a session record read here tells it the chain's head (no Query).
+        self.heads = heads
 
-    def create_item(self, session: Session) -> dict[str, Any]:
-        """The create as a TransactWriteItems entry (a Put that refuses an existing session)."""
+    def _session(self, item: dict[str, Any]) -> Session:
+        record = aws.record(item)
+        if self.heads is not None and "audit_seq" in record:
+            head = Head(int(record["audit_seq"]), str(record["audit_hash"]), str(record.get("audit_mac", "")))
+            known = self.heads.get(record["session_id"])
+            if known is None or known.seq < head.seq:
+                self.heads[record["session_id"]] = head
+        return Session.model_validate(record)
+
+    def create_item(self, session: Session, **extra: Any) -> dict[str, Any]:
+        """The create as a TransactWriteItems entry (a Put that refuses an existing session); `extra`:
+        fields stored beside the session's (its audit chain's head)."""
         expires = int((clock.now() + timedelta(days=self.ttl_days)).timestamp())
         item = {
             **_session_key(session.session_id),
-            **aws.to_item({**session.model_dump(mode="json"), "expires_at": expires}),
+            **aws.to_item({**session.model_dump(mode="json"), "expires_at": expires, **extra}),
         }
         return {
             "Put": {"TableName": self.table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}
@@ -102,7 +120,7 @@ class DynamoSessionStore(aws.DynamoTable):
     def get(self, session_id: str) -> Session | None:
         resp = self.client.get_item(TableName=self.table, Key=_session_key(session_id), ConsistentRead=True)
         item = resp.get("Item")
-        return Session.model_validate(aws.record(item)) if item else None
+        return self._session(item) if item else None
 
     def transition(
         self,
@@ -122,7 +140,7 @@ class DynamoSessionStore(aws.DynamoTable):
             if aws.is_conditional_failure(exc):
                 raise TransitionRefused(f"session {session_id} is not {expected.value}") from None
             raise
-        return Session.model_validate(aws.record(resp["Attributes"]))
+        return self._session(resp["Attributes"])
 
     def expired_leases(self, state: SessionState, before: str) -> list[str]:
         ids: list[str] = []
@@ -260,18 +278,21 @@ class DynamoAuditLog(aws.DynamoTable):
         *,
         key: MacKey | None = None,
         sessions_table: str | None = None,
+        heads: dict[str, Head] | None = None,
     ) -> None:
         super().__init__(table, client)
         self.key = key
         self.sessions_table = sessions_table
-        # Last head written per session by this process: saves a read per append within one invocation.
-        self._heads: dict[str, Head] = {}
+        # Chain heads this process knows: written by it, or read from a session record by the sessions
+        # store sharing this dict (`DynamoSessionStore(heads=...)`). A stale one costs a refused put and a
+        # read, never a wrong entry.
+        self.heads: dict[str, Head] = heads if heads is not None else {}
 
     def append(
         self, session_id: str, drafts: list[AuditDraft], *, new_chain: bool = False
     ) -> list[AuditEntry]:
         if new_chain:
-            self._heads[session_id] = START
+            self.heads[session_id] = START
         return self.write(session_id, drafts)
 
     def write(
@@ -301,10 +322,14 @@ class DynamoAuditLog(aws.DynamoTable):
     def _write_once(
         self, session_id: str, drafts: list[AuditDraft], items_for: ItemsFor | None
     ) -> list[AuditEntry]:
+        anchor = items_for is None and bool(self.sessions_table) and session_id.startswith(SESSION_PREFIX)
         for _attempt in range(8):
-            head = self._heads.get(session_id) or self._read_head(session_id)
+            head = self.heads.get(session_id) or self._read_head(session_id)
             entries = chain(session_id, head, drafts, self.key)
-            extra = items_for(entries[-1].head if entries else None) if items_for else []
+            if items_for is not None:
+                extra = items_for(entries[-1].head if entries else None)
+            else:
+                extra = [self._anchor_item(session_id, entries[-1].head)] if anchor and entries else []
             writes = [*(self._put(e) for e in entries), *extra]
             try:
                 if len(writes) == 1 and entries:
@@ -317,36 +342,32 @@ class DynamoAuditLog(aws.DynamoTable):
                     raise
                 reasons = getattr(exc, "response", {}).get("CancellationReasons", [])
                 codes = [r.get("Code", "None") for r in reasons]
+                entries_refused = any(c == "ConditionalCheckFailed" for c in codes[: len(entries)])
                 if any(c == "ConditionalCheckFailed" for c in codes[len(entries) :]):
-                    raise TransitionRefused(f"a state change for {session_id} was refused") from None
-                self._heads.pop(session_id, None)  # another writer appended: read the head again
+                    if items_for is None:
+                        # With its entries refused, the anchor was behind another writer's: read the head
+                        # again. Alone, the session record is gone (erased): entries go without an anchor.
+                        anchor = anchor and entries_refused
+                        self.heads.pop(session_id, None)
+                        continue
+                    refused = tuple(codes[len(entries) :])
+                    raise TransitionRefused(f"a state change for {session_id} was refused", refused) from None
+                self.heads.pop(session_id, None)  # another writer appended: read the head again
                 continue
             if entries:
-                self._heads[session_id] = entries[-1].head
-                if items_for is None and session_id.startswith(SESSION_PREFIX):
-                    self._advance_anchor(session_id, entries[-1].head)
+                self.heads[session_id] = entries[-1].head
             return entries
         raise RuntimeError(f"audit append for {session_id} lost the race 8 times")
 
-    def _advance_anchor(self, session_id: str, head: Head) -> None:
-        """Move the session record's head forward (never back; without a record: nothing).
-
-        Not in the append's transaction: that would double the write cost of every lone entry, and a head
-        that lags after a crash between the two writes only leaves sealed entries past it, which verify
-        accepts (their MACs prove where they came from) and the next digest pins.
-        """
-        if not self.sessions_table:
-            return
+    def _anchor_item(self, session_id: str, head: Head) -> dict[str, Any]:
+        """The session record's head moved forward with the entries, in their transaction (never back;
+        refused when the record is gone, and the entries are then written without it)."""
         args = aws.set_fields(
             anchor_fields(head),
             "attribute_exists(pk) AND (attribute_not_exists(audit_seq) OR audit_seq < :seq)",
         )
         args["ExpressionAttributeValues"][":seq"] = {"N": str(head.seq)}
-        try:
-            self.client.update_item(TableName=self.sessions_table, Key=_session_key(session_id), **args)
-        except Exception as exc:
-            if not aws.is_conditional_failure(exc):
-                raise
+        return {"Update": {"TableName": self.sessions_table, "Key": _session_key(session_id), **args}}
 
     def _put(self, entry: AuditEntry) -> dict[str, Any]:
         data = {**entry.model_dump(), "details": json.dumps(entry.details, sort_keys=True)}
@@ -482,13 +503,19 @@ class DynamoSessionCommitter:
 
 class DynamoDailyBudget(aws.DynamoTable):
     """Counter of sessions started per day (a day in the policy's time zone, UTC by default). With the
-    sessions store, `open` stores a new session and takes its slot in one transaction."""
+    sessions store and the audit log, `open` stores a new session, takes its slot and starts its audit
+    chain in one transaction."""
 
     def __init__(
-        self, table: str, sessions: DynamoSessionStore | None = None, client: DynamoDBClient | None = None
+        self,
+        table: str,
+        sessions: DynamoSessionStore | None = None,
+        client: DynamoDBClient | None = None,
+        audit: DynamoAuditLog | None = None,
     ) -> None:
         super().__init__(table, client)
         self.sessions = sessions
+        self.audit = audit
 
     def take(self, limit: int, tz: tzinfo) -> Slot:
         day = today(tz)
@@ -500,19 +527,39 @@ class DynamoDailyBudget(aws.DynamoTable):
             raise
         return Slot(True, day, int(resp["Attributes"]["used"]["N"]), limit)
 
-    def open(self, session: Session, limit: int, tz: tzinfo) -> Slot:
-        if self.sessions is None:
-            raise TypeError("DynamoDailyBudget.open needs the sessions store")
+    def open(self, session: Session, limit: int, tz: tzinfo, entries: Sequence[AuditDraft] = ()) -> Slot:
+        sessions = self.sessions
+        if sessions is None or (entries and self.audit is None):
+            raise TypeError("DynamoDailyBudget.open needs the sessions store (and the audit log for entries)")
         day = today(tz)
-        items = [self.sessions.create_item(session), {"Update": self._take_args(day, limit)}]
+        take = {"Update": self._take_args(day, limit)}
         try:
-            self.client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
+            if self.audit is not None and entries:
+                self.audit.heads[session.session_id] = START  # a new session's chain starts here
+
+                def items(head: Head | None) -> list[dict[str, Any]]:
+                    anchor = anchor_fields(head) if head else {}
+                    return [sessions.create_item(session, **anchor), take]
+
+                self.audit.write(session.session_id, list(entries), items)
+            else:
+                items_only = [sessions.create_item(session), take]
+                self.client.transact_write_items(TransactItems=items_only)  # type: ignore[arg-type]
         except Exception as exc:
-            codes = [r.get("Code") for r in getattr(exc, "response", {}).get("CancellationReasons", [])]
-            if not aws.is_conditional_failure(exc) or len(codes) != 2:
+            if self.audit is not None:
+                self.audit.heads.pop(session.session_id, None)
+            if isinstance(exc, TransitionRefused):
+                codes = exc.codes
+            elif aws.is_conditional_failure(exc):
+                codes = tuple(
+                    r.get("Code", "None") for r in getattr(exc, "response", {}).get("CancellationReasons", [])
+                )
+            else:
+                raise
+            if len(codes) != 2:
                 raise
             if codes[0] == "ConditionalCheckFailed":
-                existing = self.sessions.get(session.session_id)
+                existing = sessions.get(session.session_id)
                 if existing is None:  # expired between the two calls; let the sender retry
                     raise
                 raise SessionExists(existing) from None
@@ -545,7 +592,8 @@ class DynamoDailyBudget(aws.DynamoTable):
 
 
 class DynamoTokenBudget(aws.DynamoTable):
-    """Tokens of one session, on the session item (rules.budget.TokenBudget); one conditional update each."""
+    """Tokens of one session, on the session item (rules.budget.TokenBudget): a reservation is one
+    conditional update; the outcome's commit settles them."""
 
     def reserve(self, session_id: str, tokens: int, limit: int) -> bool:
         if tokens > limit:
@@ -566,23 +614,3 @@ class DynamoTokenBudget(aws.DynamoTable):
                 return False
             raise
         return True
-
-    def settle(self, session_id: str, reserved: int, used: int) -> int:
-        resp = self.client.update_item(
-            TableName=self.table,
-            Key=_session_key(session_id),
-            UpdateExpression="ADD tokens_used :used, tokens_committed :change",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues={":used": {"N": str(used)}, ":change": {"N": str(used - reserved)}},
-            ReturnValues="UPDATED_NEW",
-        )
-        if "tokens_used" in resp.get("Attributes", {}):
-            return int(resp["Attributes"]["tokens_used"]["N"])
-        # Adding 0 (a call that failed) may leave the attribute out of UPDATED_NEW: read it.
-        item = self.client.get_item(
-            TableName=self.table,
-            Key=_session_key(session_id),
-            ProjectionExpression="tokens_used",
-            ConsistentRead=True,
-        ).get("Item", {})
-        return int(item.get("tokens_used", {}).get("N", "0"))

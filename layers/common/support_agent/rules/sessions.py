@@ -35,7 +35,14 @@ TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
 
 
 class TransitionRefused(Exception):
-    """The session was not in the state the caller expected (a duplicate or late message); nothing changed."""
+    """The session was not in the state the caller expected (a duplicate or late message); nothing changed.
+
+    `codes`: for a write of several items, each item's cancellation code ("ConditionalCheckFailed", "None").
+    """
+
+    def __init__(self, message: str, codes: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.codes = codes
 
 
 class SessionExists(Exception):
