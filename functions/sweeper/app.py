@@ -1,4 +1,5 @@
-"""Sweeper Lambda (scheduled): sessions RUNNING past their lease go to AgentStep to be handed to people."""
+"""Sweeper Lambda (scheduled): sessions RUNNING past their lease go to AgentStep to be handed to people;
+the daily budget's share used is published."""
 
 from __future__ import annotations
 
@@ -21,6 +22,14 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     # A level, every run (0 included): SessionsStuckAlarm reads its maximum.
     metrics.add_metric(name="SessionsStuck", unit=MetricUnit.Count, value=len(swept.stuck))
     metrics.add_metric(name="SessionsRequeued", unit=MetricUnit.Count, value=len(swept.requeued))
+    # DailyBudgetAlarm watches it (intake publishes 100 itself the moment the budget runs out).
+    metrics.add_metric(
+        name="DailyBudgetUsedPercent", unit=MetricUnit.Percent, value=swept.budget_used_percent
+    )
     if swept.stuck or swept.requeued:
         logger.warning("sessions swept", extra={"handed_off": swept.stuck, "started_again": swept.requeued})
-    return {"stuck": len(swept.stuck), "requeued": len(swept.requeued)}
+    return {
+        "stuck": len(swept.stuck),
+        "requeued": len(swept.requeued),
+        "budget_used_percent": swept.budget_used_percent,
+    }

@@ -15,7 +15,7 @@ from support_agent.agent.tools import HUMAN_GROUP
 from support_agent.models import AgentMessage, Decision, SessionState
 from support_agent.rules.audit import verify
 from support_agent.rules.sessions import TransitionRefused
-from support_agent_local.memory import MemoryWorld
+from support_agent_local.memory import MemoryDailyBudget, MemoryWorld
 
 from tests.unit.test_agent_core import CLASSIFY, POLICY, REFUND, decide, msg, use, waiting_approval
 
@@ -108,7 +108,7 @@ def test_a_run_that_lost_its_lease_cannot_write_its_outcome(world, monkeypatch):
 def test_the_sweeper_hands_a_session_stuck_past_its_lease_to_people(world, monkeypatch):
     stuck = world.ticket(ORDER, subject="Order status")
     killed_while_running(world, stuck)
-    sweeper = Sweeper(world.sessions, world.agent_queue)
+    sweeper = Sweeper(world.sessions, world.agent_queue, MemoryDailyBudget(), world.policy)
     assert sweeper.sweep().stuck == []  # within its lease
     later(monkeypatch, 361)
     assert sweeper.sweep().stuck == [stuck]
@@ -244,7 +244,7 @@ def test_lease_fields_survive_a_round_trip_through_the_models():
 def test_a_queued_session_never_started_is_started_again_by_the_sweeper(world, monkeypatch):
     # Intake stored the session and died before queueing it; the sender did not retry.
     sid = world.ticket(ORDER, subject="Order status")
-    sweeper = Sweeper(world.sessions, world.agent_queue)
+    sweeper = Sweeper(world.sessions, world.agent_queue, MemoryDailyBudget(), world.policy)
     assert sweeper.sweep().requeued == []
     later(monkeypatch, 15 * 60 + 1)
     swept = sweeper.sweep()
@@ -263,3 +263,13 @@ def test_an_expiry_that_arrives_after_a_persons_decision_does_nothing(world):
     assert late.outcome == "skipped" and "approve" in late.reason
     assert world.sessions.get(sid).state is SessionState.AWAITING_APPROVAL
     assert runner.resume(sid, approval.approval_id, approval.decision).outcome == "respond"
+
+
+def test_the_sweeper_publishes_the_share_of_the_daily_budget_used(world):
+    budget = MemoryDailyBudget()
+    world.policy.document.budget.max_sessions_per_day = 8
+    sweeper = Sweeper(world.sessions, world.agent_queue, budget, world.policy)
+    assert sweeper.sweep().budget_used_percent == 0.0
+    for _ in range(3):
+        budget.take(8, world.policy.timezone)
+    assert sweeper.sweep().budget_used_percent == 37.5

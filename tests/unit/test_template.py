@@ -347,14 +347,14 @@ def test_the_lease_outlives_an_invocation_and_runs_out_before_a_redelivery():
     assert event["Properties"]["BatchSize"] == 1  # one session's bound is the invocation's
 
 
-def test_the_sweeper_reads_only_the_lease_index_and_runs_every_five_minutes():
+def test_the_sweeper_reads_only_the_lease_index_and_the_budget_and_runs_every_five_minutes():
     (schedule,) = props("SweeperFunction")["Events"].values()
     assert schedule["Properties"]["ScheduleExpression"] == "rate(5 minutes)"
     (index,) = props("SessionsTable")["GlobalSecondaryIndexes"]
     assert index["IndexName"] == "ByLease"
     assert [k["AttributeName"] for k in index["KeySchema"]] == ["state", "lease_until"]
     actions = [s["Action"] for s in props("SweeperFunction")["Policies"][0]["Statement"]]
-    assert actions == [["dynamodb:Query"], ["sqs:SendMessage"]]
+    assert actions == [["dynamodb:Query"], ["sqs:SendMessage"], ["dynamodb:GetItem"]]
 
 
 @pytest.mark.parametrize(("function", "queue", "event"), sqs_sources(), ids=[q for _, q, _ in sqs_sources()])

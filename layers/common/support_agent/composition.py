@@ -238,10 +238,15 @@ def sweeper() -> Sweeper:
     """The Sweeper function's service: running sessions past their lease go back to AgentStep to be handed off."""
     from support_agent.agent.sweeper import Sweeper
     from support_agent.messaging import SqsQueue
-    from support_agent.rules.dynamodb import DynamoSessionStore
+    from support_agent.rules.dynamodb import DynamoDailyBudget, DynamoSessionStore
 
     s = settings(SweeperSettings)
-    return Sweeper(DynamoSessionStore(s.sessions_table), SqsQueue(s.agent_queue_url))
+    return Sweeper(
+        DynamoSessionStore(s.sessions_table),
+        SqsQueue(s.agent_queue_url),
+        DynamoDailyBudget(s.budgets_table),
+        policy(s),
+    )
 
 
 @cache

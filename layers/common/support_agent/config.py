@@ -105,6 +105,7 @@ class InteractionSettings(SlackSettings):
 
 class SweeperSettings(Common):
     agent_queue_url: str = Field(min_length=1)
+    budgets_table: str = Field(min_length=1)
 
 
 S = TypeVar("S", bound=Common)

@@ -21,12 +21,15 @@ from support_agent.models import Session, SessionState
 from support_agent.rules.audit import Journal
 from support_agent.rules.budget import TokenBudget
 from support_agent.rules.policy import Policy
+from support_agent.text import MODEL_TEXT_LIMIT
 
 MIN_OUTPUT_TOKENS = 256
 REASON_LIMIT = 160
 DEFAULT_MAX_TOKENS = 1500
 # Input is reserved at twice its estimate (see TurnLoop.run).
 INPUT_MARGIN = 2
+# Tokens a first call's input adds to the ticket's own text: its history and customer record as JSON.
+CONTEXT_ALLOWANCE = 1000
 # Stop reasons after which the turn's content is complete and its tool calls may run.
 COMPLETE_TURN = frozenset({"end_turn", "tool_use", "stop_sequence"})
 # Before each model call the function must have this much time beyond one call's timeout: the outcome's
@@ -170,6 +173,16 @@ class TurnLoop:
             if outcome is not None:
                 return outcome
         return HandOff("turn_limit", f"no outcome after {self.max_turns} model turns")
+
+    def opening_reservation(self) -> int:
+        """Tokens a new session's claim reserves in its own write: two first calls' worth at the longest
+        ticket the model is shown (prompt, tools, the ticket, its history and customer record; input
+        counted twice, plus the output), within the session's limit. The budget is the session's own, so
+        holding more than a short ticket needs takes nothing from anyone; the commit settles it."""
+        prompt = estimate_tokens([system_prompt(self.policy), self._schemas()])
+        ticket = MODEL_TEXT_LIMIT // 4 + CONTEXT_ALLOWANCE
+        one_call = INPUT_MARGIN * (prompt + ticket) + self.max_tokens_per_call
+        return min(2 * one_call, self.policy.budget.max_tokens_per_session)
 
     def _hold(self, run: Run, need: int, limit: int) -> bool:
         """Make sure the run holds a reservation of `need` tokens for its next call.

@@ -177,13 +177,18 @@ class AgentRunner:
         whose lease expired. None if neither applies (a duplicate or late message)."""
         lease = Lease.new(work, self.lease_seconds)
         guard = Guard(approval_id=approval_id) if approval_id else None
+        fields = lease.fields()
+        # A queued session has never run (nothing is committed on it): its first calls' tokens are
+        # reserved in the claim itself, one write fewer per ticket.
+        opening = self.loop.opening_reservation() if expected is SessionState.QUEUED else 0
+        if opening:
+            fields["tokens_committed"] = opening
         try:
-            session = self.sessions.transition(
-                session_id, expected, SessionState.RUNNING, guard, **lease.fields()
-            )
+            session = self.sessions.transition(session_id, expected, SessionState.RUNNING, guard, **fields)
         except TransitionRefused:
             return self._take_over(session_id, work, work)
         run = self._run(session)
+        run.tokens_held = opening
         if expected is SessionState.QUEUED:
             run.journal.record(
                 "session:claim",

@@ -36,9 +36,8 @@ class IntakeResult:
     body: dict[str, Any]
     metrics: list[str] = field(default_factory=list)
     session_id: str | None = None
-    budget_used_percent: float | None = (
-        None  # today's share of the daily session budget, once a slot is taken
-    )
+    # 100 when the day's budget is spent (the sweeper publishes the share every five minutes otherwise)
+    budget_used_percent: float | None = None
 
 
 @dataclass
@@ -140,9 +139,7 @@ class IntakeService:
             return over
 
         self.queue.send(AgentMessage(type="start", session_id=session_id))
-        result = IntakeResult(202, {"session_id": session_id, "status": "queued"}, metrics, session_id)
-        result.budget_used_percent = round(100 * slot.used / slot.limit, 1)
-        return result
+        return IntakeResult(202, {"session_id": session_id, "status": "queued"}, metrics, session_id)
 
     def _handoff(
         self,

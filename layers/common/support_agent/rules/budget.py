@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 class Slot:
     granted: bool
     day: str
-    used: int
+    used: int | None  # None when the write that took it returns nothing (a transaction)
     limit: int
 
 

@@ -564,7 +564,8 @@ class DynamoDailyBudget(aws.DynamoTable):
                     raise
                 raise SessionExists(existing) from None
             return Slot(False, day, limit, limit)
-        return Slot(True, day, self._used_on(day), limit)
+        # The sweeper publishes the day's share (DailyBudgetUsedPercent): no read here per ticket.
+        return Slot(True, day, None, limit)
 
     def used(self, tz: tzinfo) -> int:
         return self._used_on(today(tz))
