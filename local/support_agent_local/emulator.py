@@ -313,7 +313,7 @@ class EmbeddedAws:
         """Approvals and handoff notices of this stack."""
         from support_agent.rules.dynamodb import DynamoApprovalStore
 
-        return DynamoApprovalStore(self.ref("SessionsTable"))
+        return DynamoApprovalStore(self.ref("SessionsTable"), audit=self.audit())
 
     def audit(self) -> DynamoAuditLog:
         """The audit trail of this stack, with its MAC key and the session records' heads (as operators

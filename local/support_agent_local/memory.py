@@ -120,10 +120,11 @@ def _plain(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 class MemoryApprovalStore:
-    def __init__(self) -> None:
+    def __init__(self, audit: MemoryAuditLog | None = None) -> None:
         self.items: dict[str, PersonRequest] = {}
         self.tokens: dict[str, str] = {}
         self.lock = threading.Lock()
+        self.audit = audit  # where `record` and `decide_recorded` write their entries
 
     def put(self, request: PersonRequest) -> None:
         if request.request_id in self.items:
@@ -134,8 +135,29 @@ class MemoryApprovalStore:
         found = self.items.get(request_id)
         return found.model_copy(deep=True) if found else None
 
-    def task_token(self, approval_id: str) -> str | None:
+    def task_token(self, approval_id: str, *, reread: bool = True) -> str | None:
         return self.tokens.get(approval_id)
+
+    def record(self, request: PersonRequest, entries: list[AuditDraft], **fields: Any) -> None:
+        audit = self._audit_log()
+        with audit.lock, self.lock:
+            current = self.items[request.request_id]
+            self.items[request.request_id] = current.model_copy(update=fields)
+            audit.extend(request.session_id, entries)
+
+    def decide_recorded(
+        self, request: PersonRequest, decision: Decision, entries: list[AuditDraft]
+    ) -> PersonRequest:
+        audit = self._audit_log()
+        with audit.lock:
+            decided = self.decide(request.request_id, decision)
+            audit.extend(request.session_id, entries)
+        return decided
+
+    def _audit_log(self) -> MemoryAuditLog:
+        if self.audit is None:
+            raise TypeError("MemoryApprovalStore needs the audit log to write entries with a request")
+        return self.audit
 
     def update(self, request_id: str, **fields: Any) -> PersonRequest:
         with self.lock:
@@ -510,6 +532,7 @@ class MemoryWorld:
 
     def __post_init__(self) -> None:
         self.audit.sessions = self.sessions
+        self.approvals.audit = self.audit
         self.commits = MemorySessionCommitter(self.sessions, self.approvals, self.audit)
         self.adapters = memory_adapters(self.helpdesk, self.customers)
 

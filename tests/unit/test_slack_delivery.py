@@ -125,8 +125,8 @@ def racing(world: MemoryWorld, monkeypatch: pytest.MonkeyPatch, between: Any) ->
     read = world.approvals.task_token
     reads: list[str | None] = []
 
-    def racing_read(approval_id: str) -> str | None:
-        token = read(approval_id)
+    def racing_read(approval_id: str, *, reread: bool = True) -> str | None:
+        token = read(approval_id, reread=reread)
         reads.append(token)
         if len(reads) == 1:
             between()

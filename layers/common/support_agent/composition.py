@@ -203,7 +203,7 @@ def agent_runner(
     rules = policy(s)
     audit = audit_log(s)
     sessions = DynamoSessionStore(s.sessions_table, heads=audit.heads)
-    approvals = DynamoApprovalStore(s.sessions_table)
+    approvals = DynamoApprovalStore(s.sessions_table, audit=audit)
     commits = DynamoSessionCommitter(sessions, approvals, audit)
     ports = adapters(s, remaining)
     loop = TurnLoop(
@@ -275,9 +275,10 @@ def notifier() -> Notifier:
     s = settings(NotifierSettings)
     client, _directory, _signing = _slack_for(s, BACKGROUND)
     workflow = StepFunctionsWorkflow("")  # answers tasks by token; starts none
+    audit = audit_log(s)
     return Notifier(
-        DynamoApprovalStore(s.sessions_table),
-        audit_log(s),
+        DynamoApprovalStore(s.sessions_table, audit=audit),
+        audit,
         client,
         workflow,
         s.max_reminders,
@@ -293,10 +294,11 @@ def slack_endpoint() -> SlackEndpoint:
 
     s = settings(InteractionSettings)
     client, directory, signing_secret = _slack_for(s, INTERACTIVE)
+    audit = audit_log(s)
     return SlackEndpoint(
         policy=policy(s),
-        approvals=DynamoApprovalStore(s.sessions_table),
-        audit=audit_log(s),
+        approvals=DynamoApprovalStore(s.sessions_table, audit=audit),
+        audit=audit,
         slack=client,
         directory=directory,
         workflow=StepFunctionsWorkflow(""),

@@ -6,9 +6,12 @@ click, a double submission or a concurrent approver cannot decide twice.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from support_agent.models import Decision, PersonRequest
+
+if TYPE_CHECKING:
+    from support_agent.rules.audit import AuditDraft
 
 
 class AlreadyDecided(Exception):
@@ -29,8 +32,9 @@ class ApprovalStore(Protocol):
         """The approval or handoff notice, read consistently, or None."""
         ...
 
-    def task_token(self, approval_id: str) -> str | None:
-        """The workflow's task token (kept here, never sent to Slack)."""
+    def task_token(self, approval_id: str, *, reread: bool = True) -> str | None:
+        """The workflow's task token (kept here, never sent to Slack); `reread=False`: the one read with
+        the request in this invocation, if any."""
         ...
 
     def update(self, request_id: str, **fields: Any) -> PersonRequest:
@@ -40,4 +44,15 @@ class ApprovalStore(Protocol):
 
     def decide(self, request_id: str, decision: Decision) -> PersonRequest:
         """Record the first decision; AlreadyDecided (with the stored request) otherwise."""
+        ...
+
+    def record(self, request: PersonRequest, entries: list[AuditDraft], **fields: Any) -> None:
+        """Set bookkeeping fields and append `entries` to the request's session chain, in one write."""
+        ...
+
+    def decide_recorded(
+        self, request: PersonRequest, decision: Decision, entries: list[AuditDraft]
+    ) -> PersonRequest:
+        """`decide` with `entries` appended to the session's chain in the same write; the request as
+        decided. AlreadyDecided (with the stored request) when someone decided first."""
         ...

@@ -206,11 +206,27 @@ def _guard_condition(guard: Guard | None) -> tuple[str, dict[str, str], dict[str
 
 
 class DynamoApprovalStore(aws.DynamoTable):
-    """Approvals and handoff notices in the sessions table; the task token stays here, never in Slack."""
+    """Approvals and handoff notices in the sessions table; the task token stays here, never in Slack.
 
-    def put_item(self, request: PersonRequest) -> dict[str, Any]:
-        """The create as a TransactWriteItems entry (written with the session's state change)."""
-        item = {**_request_key(request.request_id), **aws.to_item(request.model_dump(mode="json"))}
+    A request record also keeps a copy of its session's chain head as the last write through this store
+    (or the commit that created it) left it: the notifier and the Slack endpoint, which read the request
+    but not the session, append to the chain without reading its head first. A stale copy costs a
+    refused write and a read, never a wrong entry.
+    """
+
+    def __init__(
+        self, table: str, client: DynamoDBClient | None = None, audit: DynamoAuditLog | None = None
+    ) -> None:
+        super().__init__(table, client)
+        self.audit = audit
+        # Task tokens read with their requests in this invocation (`task_token(reread=False)`).
+        self._tokens: dict[str, str] = {}
+
+    def put_item(self, request: PersonRequest, **extra: Any) -> dict[str, Any]:
+        """The create as a TransactWriteItems entry (written with the session's state change); `extra`:
+        fields stored beside the request's (its session's chain head)."""
+        data = {**request.model_dump(mode="json"), **extra}
+        item = {**_request_key(request.request_id), **aws.to_item(data)}
         return {
             "Put": {"TableName": self.table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}
         }
@@ -218,16 +234,79 @@ class DynamoApprovalStore(aws.DynamoTable):
     def get(self, request_id: str) -> PersonRequest | None:
         key = _request_key(request_id)
         item = self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True).get("Item")
-        return _request(item) if item else None
+        return self._request(item) if item else None
 
-    def task_token(self, approval_id: str) -> str | None:
+    def _request(self, item: dict[str, Any]) -> PersonRequest:
+        request = _request(item)
+        if "task_token" in item:
+            self._tokens[request.request_id] = item["task_token"]["S"]
+        if self.audit is not None and "audit_seq" in item:
+            head = Head(
+                int(item["audit_seq"]["N"]), item["audit_hash"]["S"], item.get("audit_mac", {}).get("S", "")
+            )
+            known = self.audit.heads.get(request.session_id)
+            if known is None or known.seq < head.seq:
+                self.audit.heads[request.session_id] = head
+        return request
+
+    def record(self, request: PersonRequest, entries: list[AuditDraft], **fields: Any) -> None:
+        """Set bookkeeping fields and append `entries` to the request's session chain, in one write."""
+        audit = self._audit_log()
+
+        def items(head: Head | None) -> list[dict[str, Any]]:
+            values = {**fields, **(anchor_fields(head) if head else {})}
+            return [
+                {
+                    "Update": {
+                        "TableName": self.table,
+                        "Key": _request_key(request.request_id),
+                        **aws.set_fields(values),
+                    }
+                }
+            ]
+
+        audit.write(request.session_id, entries, items, anchor=True)
+
+    def decide_recorded(
+        self, request: PersonRequest, decision: Decision, entries: list[AuditDraft]
+    ) -> PersonRequest:
+        """`decide` with `entries` appended to the session's chain in the same write; the request as decided."""
+        audit = self._audit_log()
+        status = status_after(decision)
+
+        def items(head: Head | None) -> list[dict[str, Any]]:
+            # status comes first, so set_fields names it #f0 (the guard reads it).
+            values = {"status": status, "decision": decision.model_dump(mode="json")}
+            args = aws.set_fields(
+                {**values, **(anchor_fields(head) if head else {})}, "attribute_exists(pk) AND #f0 = :pending"
+            )
+            args["ExpressionAttributeValues"][":pending"] = {"S": "pending"}
+            return [{"Update": {"TableName": self.table, "Key": _request_key(request.request_id), **args}}]
+
+        try:
+            audit.write(request.session_id, entries, items, anchor=True)
+        except TransitionRefused:
+            raise AlreadyDecided(self.get(request.request_id)) from None
+        return request.model_copy(update={"status": status, "decision": decision})
+
+    def _audit_log(self) -> DynamoAuditLog:
+        if self.audit is None:
+            raise TypeError("DynamoApprovalStore needs the audit log to write entries with a request")
+        return self.audit
+
+    def task_token(self, approval_id: str, *, reread: bool = True) -> str | None:
+        if not reread and approval_id in self._tokens:
+            return self._tokens[approval_id]
         item = self.client.get_item(
             TableName=self.table,
             Key=_request_key(approval_id),
             ConsistentRead=True,
             ProjectionExpression="task_token",
         ).get("Item")
-        return item["task_token"]["S"] if item and "task_token" in item else None
+        token = item["task_token"]["S"] if item and "task_token" in item else None
+        if token:
+            self._tokens[approval_id] = token
+        return token
 
     def update(self, request_id: str, **fields: Any) -> PersonRequest:
         resp = self.client.update_item(
@@ -236,7 +315,7 @@ class DynamoApprovalStore(aws.DynamoTable):
             ReturnValues="ALL_NEW",
             **aws.set_fields(fields),
         )
-        return _request(resp["Attributes"])
+        return self._request(resp["Attributes"])
 
     def decide(self, request_id: str, decision: Decision) -> PersonRequest:
         try:
@@ -257,7 +336,7 @@ class DynamoApprovalStore(aws.DynamoTable):
             if aws.is_conditional_failure(exc):
                 raise AlreadyDecided(self.get(request_id)) from None
             raise
-        return _request(resp["Attributes"])
+        return self._request(resp["Attributes"])
 
 
 def _request(item: dict[str, Any]) -> PersonRequest:
@@ -300,10 +379,13 @@ class DynamoAuditLog(aws.DynamoTable):
         session_id: str,
         drafts: list[AuditDraft],
         with_items: list[dict[str, Any]] | ItemsFor | None = None,
+        *,
+        anchor: bool = False,
     ) -> list[AuditEntry]:
         """Append `drafts` together with `with_items` (a state change, a request) in one transaction.
 
-        `with_items` may be a function of the head the write leaves, so a session's move can carry it.
+        `with_items` may be a function of the head the write leaves, so a session's move can carry it;
+        `anchor`: the session record's head moves in the same transaction (a lone append always does).
         Past DynamoDB's 100-item limit the earliest entries go first in transactions of their own: an entry
         may then exist without the state change it precedes, never a state change without its entries.
         Raises TransitionRefused when one of `with_items` fails its condition (nothing of the last
@@ -317,20 +399,22 @@ class DynamoAuditLog(aws.DynamoTable):
             drafts = drafts[MAX_TRANSACTION_ITEMS:]
         if not drafts and not items_for(None):
             return []
-        return self._write_once(session_id, drafts, items_for if with_items else None)
+        return self._write_once(session_id, drafts, items_for if with_items else None, anchor)
 
     def _write_once(
-        self, session_id: str, drafts: list[AuditDraft], items_for: ItemsFor | None
+        self, session_id: str, drafts: list[AuditDraft], items_for: ItemsFor | None, anchor: bool = False
     ) -> list[AuditEntry]:
-        anchor = items_for is None and bool(self.sessions_table) and session_id.startswith(SESSION_PREFIX)
+        anchor = (
+            (anchor or items_for is None)
+            and bool(self.sessions_table)
+            and session_id.startswith(SESSION_PREFIX)
+        )
         for _attempt in range(8):
             head = self.heads.get(session_id) or self._read_head(session_id)
             entries = chain(session_id, head, drafts, self.key)
-            if items_for is not None:
-                extra = items_for(entries[-1].head if entries else None)
-            else:
-                extra = [self._anchor_item(session_id, entries[-1].head)] if anchor and entries else []
-            writes = [*(self._put(e) for e in entries), *extra]
+            extra = items_for(entries[-1].head if entries else None) if items_for is not None else []
+            moved = [self._anchor_item(session_id, entries[-1].head)] if anchor and entries else []
+            writes = [*(self._put(e) for e in entries), *extra, *moved]
             try:
                 if len(writes) == 1 and entries:
                     # One entry alone: a conditional put (a transaction would cost twice the write capacity).
@@ -342,16 +426,16 @@ class DynamoAuditLog(aws.DynamoTable):
                     raise
                 reasons = getattr(exc, "response", {}).get("CancellationReasons", [])
                 codes = [r.get("Code", "None") for r in reasons]
-                entries_refused = any(c == "ConditionalCheckFailed" for c in codes[: len(entries)])
-                if any(c == "ConditionalCheckFailed" for c in codes[len(entries) :]):
-                    if items_for is None:
-                        # With its entries refused, the anchor was behind another writer's: read the head
-                        # again. Alone, the session record is gone (erased): entries go without an anchor.
-                        anchor = anchor and entries_refused
-                        self.heads.pop(session_id, None)
-                        continue
-                    refused = tuple(codes[len(entries) :])
-                    raise TransitionRefused(f"a state change for {session_id} was refused", refused) from None
+                refused = [c == "ConditionalCheckFailed" for c in codes]
+                ours = codes[len(entries) : len(entries) + len(extra)]
+                if any(c == "ConditionalCheckFailed" for c in ours):
+                    raise TransitionRefused(
+                        f"a state change for {session_id} was refused", tuple(ours)
+                    ) from None
+                if moved and refused[-1] and not any(refused[: len(entries)]):
+                    # Only the anchor was refused: the session record is gone (erased), and the entries
+                    # go without it. (With the entries refused too, it was behind another writer's.)
+                    anchor = False
                 self.heads.pop(session_id, None)  # another writer appended: read the head again
                 continue
             if entries:
@@ -495,7 +579,7 @@ class DynamoSessionCommitter:
             moved = replace(change, fields={**change.fields, **anchor_fields(head)}) if head else change
             out = [self.sessions.transition_item(moved)]
             if change.request is not None:
-                out.append(self.approvals.put_item(change.request))
+                out.append(self.approvals.put_item(change.request, **(anchor_fields(head) if head else {})))
             return out
 
         self.audit.write(change.session_id, change.entries, items)

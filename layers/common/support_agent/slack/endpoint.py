@@ -35,7 +35,7 @@ from support_agent.models import (
     PersonRequest,
 )
 from support_agent.rules.approvals import AlreadyDecided, ApprovalStore
-from support_agent.rules.audit import AuditLog, draft
+from support_agent.rules.audit import AuditDraft, AuditLog, draft
 from support_agent.rules.policy import Policy
 from support_agent.slack import payloads
 from support_agent.slack.client import ApproverDirectory, SlackApi
@@ -203,22 +203,19 @@ class SlackEndpoint:
 
     def _decide(self, payload: Interaction, request: PersonRequest, decision: Decision) -> SlackAnswer:
         user = payload.user
-        try:
-            request = self.approvals.decide(request.request_id, decision)
+        hashed = request.args_hash if isinstance(request, Approval) else None
+        details = {"amount": decision.amount, "args_hash": hashed}
+        entry = self._entry(request, "approval:decide", decision.kind, user, details)
+        try:  # the decision and its audit entry are one write
+            request = self.approvals.decide_recorded(request, decision, [entry])
         except AlreadyDecided as exc:
             return self._already(payload, exc.request or request)
-        hashed = request.args_hash if isinstance(request, Approval) else None
-        self._audit(
-            request,
-            "approval:decide",
-            decision.kind,
-            user,
-            {"amount": decision.amount, "args_hash": hashed},
-        )
         if isinstance(request, Approval):
             # The decision is recorded and nothing can expire it now (an expiry is a guarded write too):
             # when no live token is at hand, the notifier delivers it with the next one (slack.delivery).
-            token = self.approvals.task_token(request.approval_id)
+            # The token read with the request comes first; a reminder may have replaced it since, and a
+            # rejected token is read again.
+            token = self.approvals.task_token(request.approval_id, reread=False)
             if not deliver(self.approvals, self.workflow, request, token):
                 self._audit(request, "approval:deliver_deferred", "left_to_notifier", user, {})
         else:
@@ -274,8 +271,13 @@ class SlackEndpoint:
     def _audit(
         self, request: PersonRequest, action: str, outcome: str, user: SlackUser, details: dict[str, Any]
     ) -> None:
-        entry = draft(f"slack:{user.id}", action, f"approvals/{request.request_id}", "n/a", outcome, details)
-        self.audit.append(request.session_id, [entry])
+        self.audit.append(request.session_id, [self._entry(request, action, outcome, user, details)])
+
+    @staticmethod
+    def _entry(
+        request: PersonRequest, action: str, outcome: str, user: SlackUser, details: dict[str, Any]
+    ) -> AuditDraft:
+        return draft(f"slack:{user.id}", action, f"approvals/{request.request_id}", "n/a", outcome, details)
 
 
 def modal(approval: Approval, action: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from support_agent.messaging import ApprovalWorkflow
 from support_agent.models import Approval, Decision, NotifyMessage, PersonRequest
 from support_agent.rules.approvals import AlreadyDecided, ApprovalStore
-from support_agent.rules.audit import AuditLog, draft
+from support_agent.rules.audit import AuditDraft, AuditLog, draft
 from support_agent.slack.client import SlackApi, channel_name
 from support_agent.slack.delivery import deliver
 from support_agent.slack.render import blocks, decided_blocks, outcome_line, plain_text
@@ -62,8 +62,8 @@ class Notifier:
         if request.slack_ts:  # a redelivered request: the message is already posted
             return "token_refreshed"
         posted = self.slack.post_message(channel_name(request.channel), plain_text(request), blocks(request))
-        self.approvals.update(request.request_id, slack_channel=posted[0], slack_ts=posted[1])
-        self._audit(request, "slack:post", "posted")
+        entry = self._entry(request, "slack:post", "posted")
+        self.approvals.record(request, [entry], slack_channel=posted[0], slack_ts=posted[1])
         return "posted"
 
     def _remind(self, approval: Approval, task_token: str) -> str:
@@ -133,7 +133,8 @@ class Notifier:
             )
 
     def _audit(self, request: PersonRequest, action: str, outcome: str) -> None:
-        entry = draft(
-            "notifier", action, request.channel, "n/a", outcome, {"approval_id": request.request_id}
-        )
-        self.audit.append(request.session_id, [entry])
+        self.audit.append(request.session_id, [self._entry(request, action, outcome)])
+
+    @staticmethod
+    def _entry(request: PersonRequest, action: str, outcome: str) -> AuditDraft:
+        return draft("notifier", action, request.channel, "n/a", outcome, {"approval_id": request.request_id})
