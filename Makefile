@@ -72,7 +72,8 @@ format: install
 bench: install
 	$(BIN)/python bench/agent_step.py
 	$(BIN)/python bench/slack_endpoint.py
-	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/pipeline.py -n 1000
+	$(BIN)/python bench/prompt_cache.py
 	$(BIN)/python bench/triage_crossdomain.py
 
 # >= 10,000 generated requests to both routes (services on fakes, handlers on the stack, HTTP through serve
