@@ -108,7 +108,7 @@ def test_threshold_catches_misses_within_budget_and_stays_silent_without_any():
     threshold = train_triage.choose_threshold(rows, scores, budget=0.01)
     # One auto row (0.99) may be stopped: the threshold is raised to the miss above it, not left at 0.99.
     assert threshold == 0.995
-    silent = train_triage.choose_threshold(autos + caught_by_rules, scores[:100] + [9.0], budget=0.05)
+    silent = train_triage.choose_threshold(autos + caught_by_rules, [*scores[:100], 9.0], budget=0.05)
     assert silent > 9.0
 
 
