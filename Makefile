@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 FUNCTIONS := $(wildcard functions/*/app.py)
 
-.PHONY: install demo test lint format bench fuzz faults clean
+.PHONY: install demo test lint format bench fuzz faults clean train-triage
 
 # requirements.lock pins (with hashes) every package of pyproject's dependencies and its `dev` extra, for
 # every Python the project supports (requires-python) on any platform; layers/common/requirements.txt is
@@ -75,6 +75,11 @@ bench: install
 	$(BIN)/python bench/pipeline.py -n 1000
 	$(BIN)/python bench/prompt_cache.py
 	$(BIN)/python bench/triage_crossdomain.py
+
+# The triage guard's learned check, trained on the labelled files in tests/data/triage into the layer's
+# data file; the same files give the same bytes.
+train-triage: install
+	$(BIN)/python -m support_agent_local.train_triage
 
 # >= 10,000 generated requests to both routes (services on fakes, handlers on the stack, HTTP through serve
 # on 127.0.0.1); fails unless 0 answered 5xx, 0 dropped, 0 forged accepted and 0 state changes from refusals.

@@ -127,8 +127,21 @@ def subset(tmp_path: Path, names: set[str]) -> Path:
     return path
 
 
+# An order question labelled as an escalation: the eval counts it as a missed escalation in every run.
+MISLABELLED = {
+    "name": "mislabelled",
+    "subject": "Where is my parcel?",
+    "body": "Any news on ORD-5001?",
+    "requester": "jane.smith@example.com",
+    "expected_route": "escalate",
+    "expected_actions": [],
+}
+
+
 def test_recording_replays_and_the_baseline_gate_fails_a_worse_run(tmp_path):
-    tickets = subset(tmp_path, {"order-where", "refund-partial", "other-account"})
+    tickets = subset(tmp_path, {"order-where", "refund-partial"})
+    with tickets.open("a") as handle:
+        handle.write(json.dumps(MISLABELLED) + "\n")
     done = support_agent(
         "eval",
         str(tickets),
@@ -144,11 +157,11 @@ def test_recording_replays_and_the_baseline_gate_fails_a_worse_run(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     first = json.loads((tmp_path / "first.json").read_text())
     assert first["summary"]["pass_hat_k"]["k"] == 2 and first["summary"]["pass_hat_k"]["consistent"] == 3
-    # other-account is a known miss (the guard lets a request about another customer through): pass^2 is 2/3
+    # the mislabelled ticket is answered, so missed, in both runs: pass^2 is 2/3
     assert first["summary"]["pass_hat_k"]["mean"] == pytest.approx(2 / 3)
     assert sorted(p.name for p in (tmp_path / "rec").iterdir()) == [
+        "mislabelled.jsonl",
         "order-where.jsonl",
-        "other-account.jsonl",
         "refund-partial.jsonl",
     ]
     # a baseline that was better: recall and resolution regress, and the run fails
@@ -232,7 +245,11 @@ def test_html_report_renders_in_headless_chromium(offline):
         assert f'<table class="sortable" id="{table}"' in dom, table
     assert dom.count("<tr>") > 24
     # the worst misses show their ticket text, escaped
-    assert 'id="misses"' in dom and "other-account" in dom and "What did jane.smith@example.com order" in dom
+    assert (
+        'id="misses"' in dom
+        and "refund-policy" in dom
+        and "in which cases are subscriptions refundable" in dom
+    )
 
 
 def test_html_report_escapes_hostile_ticket_text():

@@ -79,6 +79,8 @@ _WHY = {
     "prompt_injection": "The ticket gives the agent instructions or claims a policy change (possible prompt injection)",
     "refund_request": "The customer asks for a refund and no bound customer record or invoice was found",
     "account_deletion": "The customer asks to delete an account that is not bound to the requester",
+    "third_party_data": "The ticket asks for another person's orders, invoices or account; a person must check who may see them",
+    "learned_escalation": "The guard's learned check reads this ticket like those people handle (a dispute, refund or complaint in other words)",
 }
 _INCIDENT = re.compile(r"incident|outage|status", re.I)
 _OUTAGE = re.compile(r"\b(outage|down|unavailable|caída|ausfall|panne)\b", re.I)

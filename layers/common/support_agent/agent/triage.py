@@ -14,7 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from support_agent.agent import textnorm
+from support_agent.agent import textnorm, triage_model
+from support_agent.agent.triage_model import TriageModel
 from support_agent.rules.policy import Policy
 
 ESCALATION_CATEGORIES = frozenset(
@@ -47,6 +48,8 @@ AUTO_CATEGORIES = frozenset(
     }
 )
 Route = Literal["auto", "escalate"]
+# The category of a ticket that only the learned check (not a rule, not the classifier) escalates.
+LEARNED_CATEGORY = "learned_escalation"
 
 
 class Classification(BaseModel):
@@ -355,9 +358,14 @@ def offline_classify(text: str, guard_hits: list[str]) -> Classification:
 
 @dataclass
 class Triage:
-    """Guard plus classifier: decides whether a ticket may be answered by the agent."""
+    """Guard plus classifier: decides whether a ticket may be answered by the agent.
+
+    `model` is the learned check (the shipped one by default, None for the rules alone): it can turn a
+    route the rules and the classifier leave on auto into an escalation, never the reverse.
+    """
 
     policy: Policy
+    model: TriageModel | None = field(default_factory=triage_model.shipped)
 
     @cached_property
     def guard(self) -> Guard:
@@ -379,6 +387,14 @@ class Triage:
                 matched_rules=hits,
                 classification=cls,
                 reason="guard rule",
+            )
+        if self.model is not None and self.model.escalates(self.guard.readings(text)[-1]):
+            return TriageResult(
+                route="escalate",
+                category=cls.category if cls.category in ESCALATION_CATEGORIES else LEARNED_CATEGORY,
+                matched_rules=["triage_model"],
+                classification=cls,
+                reason="learned check",
             )
         if cls.category in ESCALATION_CATEGORIES:
             return TriageResult(
