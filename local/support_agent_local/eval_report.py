@@ -107,7 +107,7 @@ def summary(data: dict[str, Any], out: TextIO) -> None:
     say(
         "time per ticket        "
         + ", ".join(
-            f"{label} {sec[k]['mean']:.3f}s (p95 {sec[k]['p95']:.3f}s)"
+            f"{label} mean {sec[k]['mean']:.3f}s (p95 {sec[k]['p95']:.3f}s)"
             for k, label in (("intake", "intake"), ("agent", "agent excl. model"), ("model", "model"))
         )
         + f"; approval path {sec['approval_path']['mean']:.3f}s; waiting for people excluded"
