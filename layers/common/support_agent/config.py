@@ -29,7 +29,8 @@ class ConfigurationError(RuntimeError):
 class Common(BaseModel):
     """What every function needs."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # defer_build: a function validates its own settings class only; the others' schemas are never built.
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
     policy_file: str = Field(default_factory=default_policy_file)
     sessions_table: str = Field(min_length=1)

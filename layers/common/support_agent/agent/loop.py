@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from support_agent.agent.executor import ToolExecutor, ToolOutcome
 from support_agent.agent.llm import ModelProvider, ModelRequest, ModelUnavailable, estimate_tokens
 from support_agent.agent.prompts import system_prompt
-from support_agent.agent.tools import CLASSIFY_TOOL, TOOLS, PendingAction, Tool, ToolContext, offered_tools
+from support_agent.agent.tools import TOOLS, PendingAction, Tool, ToolContext, classify_tool, offered_tools
 from support_agent.agent.triage import Classification, Triage, TriageResult
 from support_agent.models import Session, SessionState
 from support_agent.rules.audit import Journal
@@ -209,7 +209,7 @@ class TurnLoop:
 
     def _schemas(self) -> list[dict[str, Any]]:
         """The same list for every turn and session of a deployment (tools lead the cached prefix)."""
-        return [CLASSIFY_TOOL, *(t.schema() for t in offered_tools(self.policy, self.tools))]
+        return [classify_tool(), *(t.schema() for t in offered_tools(self.policy, self.tools))]
 
     def _tool_round(self, run: Run, uses: list[dict[str, Any]]) -> Outcome | None:
         """Run one turn's calls; every call gets its result in the next user message, even when we stop.

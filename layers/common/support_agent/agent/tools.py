@@ -31,7 +31,8 @@ HUMAN_GROUP = "tier-2-humans"
 
 
 class Args(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # defer_build: a tool's arguments are validated (and its schema built) only when a session uses it.
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 class NoArgs(Args):
@@ -436,11 +437,15 @@ TOOLS: tuple[Tool, ...] = (
     ),
 )
 TOOLS_BY_NAME = {t.name: t for t in TOOLS}
-CLASSIFY_TOOL = {
-    "name": "classify_ticket",
-    "description": "Record your classification of the ticket before doing anything else.",
-    "input_schema": {k: v for k, v in Classification.model_json_schema().items() if k != "title"},
-}
+
+
+def classify_tool() -> dict[str, Any]:
+    """The classification tool as the Messages API expects it (built once per process, on first use)."""
+    return _schema(
+        "classify_ticket",
+        "Record your classification of the ticket before doing anything else.",
+        Classification,
+    )
 
 
 def offered_tools(policy: Policy, table: tuple[Tool, ...] = TOOLS) -> list[Tool]:

@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import timedelta, tzinfo
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
@@ -42,7 +43,14 @@ LEASE_INDEX = "ByLease"
 # DynamoDB's limit of items in one TransactWriteItems call.
 MAX_TRANSACTION_ITEMS = 100
 _BUDGET_KEEP_DAYS = 35
-_REQUEST: TypeAdapter[PersonRequest] = TypeAdapter(StoredRequest)
+
+
+@cache
+def _requests() -> TypeAdapter[PersonRequest]:
+    """Approvals and notices by their `kind` (built on first use: the Intake function never reads them)."""
+    return TypeAdapter(StoredRequest)
+
+
 # The extra items of a write, given the head it will leave (None when it writes no entry).
 ItemsFor = Callable[[Head | None], list[dict[str, Any]]]
 
@@ -340,7 +348,7 @@ class DynamoApprovalStore(aws.DynamoTable):
 
 
 def _request(item: dict[str, Any]) -> PersonRequest:
-    return _REQUEST.validate_python(aws.record(item, drop=frozenset({"task_token"})))
+    return _requests().validate_python(aws.record(item, drop=frozenset({"task_token"})))
 
 
 class DynamoAuditLog(aws.DynamoTable):
