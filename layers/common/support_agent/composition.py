@@ -7,6 +7,7 @@ policy, the help-center index), so a warm Lambda reuses it and no state outlives
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -304,6 +305,43 @@ def slack_endpoint() -> SlackEndpoint:
         workflow=StepFunctionsWorkflow(""),
         agent_queue=SqsQueue(s.agent_queue_url),
         signing_secret=signing_secret,
+    )
+
+
+def _prime(kind: type[Common], modules: tuple[str, ...], clients: tuple[str, ...]) -> None:
+    """Import a builder's modules, load the policy and create the AWS clients it will use: what its first
+    request would load, short of the network (no secret is fetched)."""
+    from support_agent import aws
+
+    for name in modules:
+        importlib.import_module(name)
+    s = settings(kind)
+    policy(s)
+    _audit_key(s.audit_mac_key_id)
+    for client in clients:
+        getattr(aws, client)()
+
+
+def prime_intake() -> None:
+    """What intake_service() and its first request load, for a SnapStart snapshot."""
+    _prime(
+        IntakeSettings,
+        ("support_agent.intake.service", "support_agent.messaging", "support_agent.rules.dynamodb"),
+        ("dynamodb", "sqs", "kms"),
+    )
+
+
+def prime_slack_endpoint() -> None:
+    """What slack_endpoint() and its first request load, for a SnapStart snapshot (not the Slack secret)."""
+    _prime(
+        InteractionSettings,
+        (
+            "support_agent.slack.endpoint",
+            "support_agent.slack.client",
+            "support_agent.messaging",
+            "support_agent.rules.dynamodb",
+        ),
+        ("dynamodb", "sqs", "stepfunctions", "kms"),
     )
 
 

@@ -54,6 +54,11 @@ class LazyTracer:
             self._tracer = Tracer(**self._options)
         return self._tracer
 
+    def prime(self) -> None:
+        """Build the Tracer now if tracing is on (before a SnapStart snapshot)."""
+        if tracing_enabled():
+            _ = self.tracer
+
     def _lazy(self, fn: F, kind: str) -> F:
         wrapped: list[Callable[..., Any]] = []
 
