@@ -328,6 +328,27 @@ def test_public_functions_have_reserved_concurrency_parameters():
         assert TEMPLATE["Parameters"][values[0]["Ref"]]["Default"] > 0
 
 
+def test_http_functions_cold_start_from_a_snapshot_unless_provisioned():
+    """The HTTP functions publish a `live` alias (the HTTP API calls it) with SnapStart; SlackInteraction
+    trades SnapStart for provisioned concurrency when SlackProvisionedConcurrency asks (never both)."""
+    for name in ("IntakeFunction", "SlackInteractionFunction"):
+        assert props(name)["AutoPublishAlias"] == "live", name
+        assert {"ApplyOn": "PublishedVersions"} in list(branches(props(name)["SnapStart"])), name
+    assert props("IntakeFunction")["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+    snap = props("SlackInteractionFunction")["SnapStart"]["Fn::If"]
+    provisioned = props("SlackInteractionFunction")["ProvisionedConcurrencyConfig"]["Fn::If"]
+    assert snap[0] == provisioned[0] == "ProvisionsSlackInteraction"
+    assert snap[1] == {"Ref": "AWS::NoValue"} and provisioned[2] == {"Ref": "AWS::NoValue"}
+    assert provisioned[1] == {"ProvisionedConcurrentExecutions": {"Ref": "SlackProvisionedConcurrency"}}
+    assert TEMPLATE["Conditions"]["ProvisionsSlackInteraction"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "SlackProvisionedConcurrency"}, 0]}]
+    }
+    assert TEMPLATE["Parameters"]["SlackProvisionedConcurrency"]["Default"] == 0
+    # The asynchronous functions need no faster cold start and keep $LATEST (SnapStart bills Python).
+    for name in ("AgentStepFunction", "NotifierFunction", "SweeperFunction"):
+        assert "SnapStart" not in props(name) and "AutoPublishAlias" not in props(name), name
+
+
 def test_agent_step_timeouts_agree():
     timeout = function_timeout("AgentStepFunction")
     env = props("AgentStepFunction")["Environment"]["Variables"]
