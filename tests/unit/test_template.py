@@ -349,6 +349,16 @@ def test_http_functions_cold_start_from_a_snapshot_unless_provisioned():
         assert "SnapStart" not in props(name) and "AutoPublishAlias" not in props(name), name
 
 
+def test_the_layer_ships_bytecode():
+    """Lambda mounts layers read-only: without .pyc files every cold start compiles the imports from source
+    (bench/layer_size.py --bytecode weighs them); the layer's Makefile builds and compiles them."""
+    assert RESOURCES["CommonLayer"]["Metadata"]["BuildMethod"] == "makefile"
+    makefile = (TEMPLATE_PATH.parent / props("CommonLayer")["ContentUri"] / "Makefile").read_text()
+    assert "build-CommonLayer:" in makefile
+    assert "-r requirements.txt" in makefile and "--require-hashes" in makefile
+    assert "compileall" in makefile and "--invalidation-mode unchecked-hash" in makefile
+
+
 def test_agent_step_timeouts_agree():
     timeout = function_timeout("AgentStepFunction")
     env = props("AgentStepFunction")["Environment"]["Variables"]
