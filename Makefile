@@ -75,7 +75,8 @@ bench: install
 	$(BIN)/python bench/pipeline.py -n 1000
 	$(BIN)/python bench/prompt_cache.py
 	$(BIN)/python bench/triage_crossdomain.py
-	$(BIN)/python bench/layer_size.py
+	$(BIN)/python bench/import_time.py
+	$(BIN)/python bench/layer_size.py --bytecode
 
 # The triage guard's learned check, trained on the labelled files in tests/data/triage into the layer's
 # data file; the same files give the same bytes.
