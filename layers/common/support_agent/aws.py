@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import boto3
+from botocore.config import Config
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -14,28 +16,49 @@ if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
 
+# Seconds one AWS call may take, attempts included, where a caller waits (the Slack endpoint: Slack gives up
+# after 3 s). Unset: botocore's defaults (60 s reads, retries), right for the queue-fed functions.
+CALL_SECONDS_VARIABLE = "CALL_TIMEOUT_SECONDS"
+
+
+def client_config() -> Config | None:
+    """The clients' timeouts and retries from CALL_TIMEOUT_SECONDS: two attempts that fit in it, or None."""
+    raw = os.environ.get(CALL_SECONDS_VARIABLE)
+    if not raw:
+        return None
+    seconds = float(raw)
+    if seconds <= 0:
+        raise ValueError(f"{CALL_SECONDS_VARIABLE} must be a positive number of seconds, not {raw!r}")
+    # Two attempts, each connecting within a quarter and answering within half of the whole.
+    return Config(
+        connect_timeout=seconds / 4,
+        read_timeout=seconds / 2,
+        retries={"total_max_attempts": 2, "mode": "standard"},
+    )
+
+
 @cache
 def dynamodb() -> DynamoDBClient:
     """Low-level DynamoDB client (we marshal items ourselves: fewer surprises with numbers)."""
-    return boto3.client("dynamodb")
+    return boto3.client("dynamodb", config=client_config())
 
 
 @cache
 def sqs() -> SQSClient:
     """SQS client."""
-    return boto3.client("sqs")
+    return boto3.client("sqs", config=client_config())
 
 
 @cache
 def stepfunctions() -> SFNClient:
     """Step Functions client."""
-    return boto3.client("stepfunctions")
+    return boto3.client("stepfunctions", config=client_config())
 
 
 @cache
 def kms() -> KMSClient:
     """KMS client (the audit trail's MAC and signing keys)."""
-    return boto3.client("kms")
+    return boto3.client("kms", config=client_config())
 
 
 def reset_clients() -> None:
