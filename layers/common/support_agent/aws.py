@@ -26,8 +26,11 @@ def client_config() -> Config | None:
     raw = os.environ.get(CALL_SECONDS_VARIABLE)
     if not raw:
         return None
-    seconds = float(raw)
-    if seconds <= 0:
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
         raise ValueError(f"{CALL_SECONDS_VARIABLE} must be a positive number of seconds, not {raw!r}")
     # Two attempts, each connecting within a quarter and answering within half of the whole.
     return Config(
