@@ -202,6 +202,7 @@ def test_bedrock_is_limited_to_the_configured_model():
 @pytest.mark.parametrize(
     "model_id",
     [
+        "us.anthropic.claude-sonnet-4-6",
         "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
         "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
         "anthropic.claude-3-5-haiku-20241022-v1:0",

@@ -57,7 +57,7 @@ class AgentSettings(Common):
     anthropic_api_key: SecretStr | None = None
     # claude-sonnet-4-5 reaches end of life on 2026-11-30 (the anthropic SDK warns on every call).
     model_id: str = "claude-sonnet-4-6"
-    bedrock_model_id: str = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+    bedrock_model_id: str = "us.anthropic.claude-sonnet-4-6"
     aws_region: str | None = None
     model_timeout_seconds: float = Field(default=60.0, gt=0)
     max_turns: int = Field(default=8, gt=0)
