@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,14 +59,15 @@ def queue_messages(url: str) -> list[dict[str, Any]]:
 
 
 @contextlib.contextmanager
-def serving() -> Iterator[str]:
+def serving(preexec_fn: Callable[[], None] | None = None) -> Iterator[str]:
     """`support-agent serve --port 0` in a subprocess; yields its base URL, then stops it with Ctrl-C."""
     proc = subprocess.Popen(
-        [sys.executable, "-u", "-m", "support_agent_local.cli", "serve", "--port", "0"],
+        [sys.executable, "-X", "faulthandler", "-u", "-m", "support_agent_local.cli", "serve", "--port", "0"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=preexec_fn,
     )
     output: list[str] = []
     try:
@@ -81,7 +82,13 @@ def serving() -> Iterator[str]:
         yield url
     finally:
         proc.send_signal(signal.SIGINT)
-        rest, _ = proc.communicate(timeout=30)
+        try:
+            rest, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            # Still running: have faulthandler print every thread's stack, so the failure says where.
+            proc.send_signal(signal.SIGABRT)
+            rest, _ = proc.communicate(timeout=30)
+            raise AssertionError("serve did not stop on Ctrl-C:\n" + "".join(output) + (rest or "")) from None
         serving.last_output = "".join(output) + (rest or "")  # type: ignore[attr-defined]
         serving.last_returncode = proc.returncode  # type: ignore[attr-defined]
 

@@ -1,5 +1,5 @@
-"""Two narrow patches of moto's DynamoDB backend, so the local runtime's cost per request does not grow
-with the number of items stored.
+"""Three narrow patches of moto's DynamoDB backend: the local runtime's cost per request does not grow
+with the number of items stored (1, 2), and concurrent requests are isolated as in DynamoDB (3).
 
 1. TransactWriteItems. moto deep-copies every table a transaction names before running it (and puts the
    copies back if it is cancelled): the cost of each transaction grows with everything stored in those
@@ -11,11 +11,17 @@ with the number of items stored.
 2. Query on a table's own key. moto's Table.query walks `all_items()`, which lists and sorts the whole
    table, and then keeps the items whose hash key matches: O(N log N) per query. Items are stored by hash
    key already, so a query on the table (not on an index) reads just that partition.
+3. Isolation. moto runs the backend's item operations unguarded, so threads (concurrent Slack clicks, the
+   state machine's own threads) interleave inside one request: a conditional write can pass its check
+   while another thread changes the item, and a cancelled transaction's restore can undo another
+   thread's write. Each operation here holds one lock for the backend, as if DynamoDB's guarantees held
+   (atomic single-item writes, serializable transactions).
 
-Upstream, the same two changes would live in moto/dynamodb/models/__init__.py
-(DynamoDBBackend.transact_write_items: back up the named items, not `copy.deepcopy(table)`) and
-moto/dynamodb/models/table.py (Table.query: `self.items.get(hash_key)` instead of `self.all_items()`
-when `index_name` is None). Both are tested in tests/integration/test_moto_patches.py.
+Upstream, the changes would live in moto/dynamodb/models/__init__.py
+(DynamoDBBackend.transact_write_items: back up the named items, not `copy.deepcopy(table)`; a lock
+around the backend's item operations) and moto/dynamodb/models/table.py (Table.query:
+`self.items.get(hash_key)` instead of `self.all_items()` when `index_name` is None). All are tested in
+tests/integration/test_moto_patches.py.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ def apply() -> None:
         return
     _patch_transactions(models)
     _patch_queries(models)
+    _patch_isolation(models)
     models._support_agent_patches = True  # type: ignore[attr-defined]
 
 
@@ -181,3 +188,39 @@ def _patch_queries(models: Any) -> None:
 
     table_class.query = query
     table_class.all_items = all_items
+
+
+# --- Isolation: one request at a time, as DynamoDB's atomic items and transactions behave ---------------
+
+# The backend's item operations. moto runs them unguarded, so two threads interleave inside one request:
+# a conditional write can pass its check while another thread changes the item, and a cancelled
+# transaction's restore can undo a write another thread made meanwhile. DynamoDB makes each single-item
+# write atomic and each transaction serializable with the writes and reads it touches.
+_ISOLATED = (
+    "put_item",
+    "update_item",
+    "delete_item",
+    "get_item",
+    "query",
+    "scan",
+    "transact_write_items",
+    "transact_get_items",
+    "batch_get_item",
+    "batch_write_item",
+)
+_backend_lock = threading.RLock()
+
+
+def _patch_isolation(models: Any) -> None:
+    backend = models.DynamoDBBackend
+    for name in _ISOLATED:
+        original = getattr(backend, name, None)
+        if original is None:
+            continue
+
+        def isolated(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with _backend_lock:
+                return _original(self, *args, **kwargs)
+
+        isolated.__name__ = name
+        setattr(backend, name, isolated)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import signal
 import sys
 import threading
 import time
@@ -215,8 +216,19 @@ def gateway_body(body: bytes, content_type: str) -> tuple[str, bool]:
     return base64.b64encode(body).decode("ascii"), True
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 def serve(host: str, port: int) -> int:
-    """Run until Ctrl-C."""
+    """Run until Ctrl-C (SIGINT) or SIGTERM."""
+    # A stop request only sets an event the main thread waits on: nothing is interrupted halfway (a
+    # KeyboardInterrupt can land inside any call of the main thread). The signals are unblocked and
+    # handled explicitly, because a process may start with them blocked or ignored (inherited from a
+    # test runner, nohup or a supervisor) and would then never stop.
+    stop = threading.Event()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    for number in STOP_SIGNALS:
+        signal.signal(number, lambda _signum, _frame: stop.set())
     with EmbeddedAws(parameters={"LogLevel": "WARNING"}) as stack:
         api = LocalApi(stack, host, port).start()
         secret = stack.secret("WebhookSecretName")
@@ -227,9 +239,8 @@ def serve(host: str, port: int) -> int:
             f"local webhook secrets: generic={secret['generic']} zendesk={secret['zendesk']}; Slack API stand-in at {stack.slack.url if stack.slack else '-'}"
         )
         try:
-            while True:
-                time.sleep(0.5)
-        except KeyboardInterrupt:
+            while not stop.wait(0.5):
+                pass
             api.log("stopping")
         finally:
             api.stop()

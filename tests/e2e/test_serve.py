@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -52,3 +53,16 @@ def test_serve_answers_signed_webhook_and_ticket_is_answered():
         assert refused.value.code == 401
     assert serving.last_returncode == 0
     assert "intake: POST /webhooks/generic → 202" in serving.last_output and "stopping" in serving.last_output
+
+
+def _started_deaf() -> None:
+    # As under some supervisors and test runners: Ctrl-C ignored and blocked when the process starts.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
+def test_serve_stops_on_ctrl_c_even_when_started_with_it_ignored_and_blocked():
+    with serving(_started_deaf) as url, pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(f"{url}/sessions/none", timeout=10)
+    assert missing.value.code == 404
+    assert serving.last_returncode == 0 and "stopping" in serving.last_output

@@ -278,3 +278,60 @@ def _query_all_scan(client: Any, table: str) -> list[Any]:
         start = resp.get("LastEvaluatedKey")
         if not start:
             return items
+
+
+def test_concurrent_decisions_on_one_item_leave_exactly_the_winner(ddb: Any) -> None:
+    """Twenty threads race to decide one request, each in a transaction with an entry of its own (as the
+    Slack endpoint does): exactly one succeeds, and no cancelled transaction undoes its write."""
+    import threading
+
+    ddb.put_item(TableName=SINGLES, Item={"pk": {"S": "request"}, "status": {"S": "pending"}})
+    won: list[int] = []
+
+    def decide(n: int) -> None:
+        try:
+            ddb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": SINGLES,
+                            "Key": {"pk": {"S": "request"}},
+                            "UpdateExpression": "SET #s = :decided, winner = :me",
+                            "ConditionExpression": "#s = :pending",
+                            "ExpressionAttributeNames": {"#s": "status"},
+                            "ExpressionAttributeValues": {
+                                ":decided": {"S": "decided"},
+                                ":pending": {"S": "pending"},
+                                ":me": {"N": str(n)},
+                            },
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": PAIRS,
+                            "Item": {"pk": {"S": "audit"}, "sk": {"S": "1"}, "by": {"N": str(n)}},
+                            "ConditionExpression": "attribute_not_exists(sk)",
+                        }
+                    },
+                ]
+            )
+        except ClientError:
+            return
+        won.append(n)
+
+    import sys
+
+    threads = [threading.Thread(target=decide, args=(n,)) for n in range(20)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: interleavings show
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert len(won) == 1
+    item = ddb.get_item(TableName=SINGLES, Key={"pk": {"S": "request"}})["Item"]
+    entry = ddb.get_item(TableName=PAIRS, Key={"pk": {"S": "audit"}, "sk": {"S": "1"}})["Item"]
+    assert item["status"]["S"] == "decided" and item["winner"]["N"] == entry["by"]["N"] == str(won[0])
