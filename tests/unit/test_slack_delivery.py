@@ -246,3 +246,19 @@ def test_the_workflows_decided_message_redraws_only_a_decided_request(world):
     assert world.notifier().handle(decided) == "shown"
     assert len(world.slack.of("chat.update")) == before + 1
     assert world.slack.of("chat.update")[-1]["text"].startswith("Approved by <@U0APPROVER1>")
+
+
+def test_a_failing_message_update_after_the_decision_still_answers_the_click(world, monkeypatch, caplog):
+    """chat.update times out once the decision is recorded and handed on: the click is answered 200 (the
+    clicker must not think nothing happened) and the workflow's decided message redraws it later."""
+    approval = waiting(world)
+
+    def timed_out(*_args: object, **_kwargs: object) -> None:
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr(world.slack, "update_message", timed_out)
+    answer = post(world, slack_requests.block_action(approval.approval_id, "approve"))
+    assert answer.status == 200
+    assert {t: d.kind for t, d in world.workflow.answers.items()} == {"tok-1": "approve"}
+    assert world.approvals.get(approval.approval_id).status == "decided"
+    assert "chat.update failed after the decision was recorded" in caplog.text

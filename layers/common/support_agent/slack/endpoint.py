@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,6 +43,8 @@ from support_agent.slack.client import ApproverDirectory, SlackApi
 from support_agent.slack.delivery import deliver
 from support_agent.slack.payloads import BlockActions, Interaction, SlackUser, ViewSubmission
 from support_agent.slack.render import cut, decided_blocks, outcome_line
+
+_log = logging.getLogger(__name__)
 
 MODALS: dict[str, str] = {"partial": "partial_modal", "deny": "deny_modal", "reply_manually": "reply_modal"}
 CALLBACKS = {v: k for k, v in MODALS.items()}
@@ -228,12 +231,24 @@ class SlackEndpoint:
         return SlackAnswer(200)
 
     def _update_message(self, request: PersonRequest, decision: Decision) -> None:
-        """Buttons removed; who decided what, and when."""
-        if request.slack_ts:
-            when = decision.at[11:16]
-            text = outcome_line(request, decision, when)
+        """Buttons removed; who decided what, and when.
+
+        The decision is recorded and handed on by now, so a slow or failing Slack must not turn the answer
+        into an error: the clicker would think nothing happened. The workflow's ShowDecided state redraws
+        the message from the stored decision; a second click on a notice says who decided.
+        """
+        if not request.slack_ts:
+            return
+        when = decision.at[11:16]
+        text = outcome_line(request, decision, when)
+        try:
             self.slack.update_message(
                 request.slack_channel or "", request.slack_ts, text, decided_blocks(request, decision, when)
+            )
+        except Exception as exc:  # any Slack or network failure: logged, then answered
+            _log.warning(
+                "chat.update failed after the decision was recorded",
+                extra={"request_id": request.request_id, "error": f"{type(exc).__name__}: {exc}"[:300]},
             )
 
     def _already(self, payload: Interaction, request: PersonRequest) -> SlackAnswer:
