@@ -27,7 +27,7 @@ from support_agent.slack.render import plain_text
 
 from support_agent_local import slack_requests
 from support_agent_local.backends import RealBackends
-from support_agent_local.emulator import EmbeddedAws
+from support_agent_local.emulator import EmbeddedAws, metrics_off
 from support_agent_local.events import signed_webhook_event
 from support_agent_local.functions import invoke
 from support_agent_local.runtime import Poller
@@ -262,8 +262,8 @@ def run_demo(
     say(f"Backends: {systems_text}")
     runs: list[TicketRun] = []
     # Keep the console for the demo's own output: handler logs at WARNING, metrics (EMF lines) off.
-    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     with contextlib.ExitStack() as running:
+        running.enter_context(metrics_off())
         systems = running.enter_context(RealBackends()) if backends == "real" else None
         stack = running.enter_context(EmbeddedAws(parameters={"LogLevel": "WARNING"}))
         if systems is not None:

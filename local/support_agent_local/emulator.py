@@ -54,6 +54,21 @@ def fake_credentials() -> None:
     os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "SupportAgent")
 
 
+@contextmanager
+def metrics_off() -> Iterator[None]:
+    """Handlers publish no metrics (EMF lines on stdout) inside the block, unless the caller chose
+    otherwise; the variable is put back afterwards, so nothing leaks into later work in the process."""
+    saved = os.environ.get("POWERTOOLS_METRICS_DISABLED")
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("POWERTOOLS_METRICS_DISABLED", None)
+        else:
+            os.environ["POWERTOOLS_METRICS_DISABLED"] = saved
+
+
 def _close_task_tokens_when_tasks_end() -> None:
     """Step Functions refuses SendTaskSuccess on a token whose task has closed — timed out, or answered
     already (TaskTimedOut). moto keeps the token and accepts the answer silently (it is then lost), so a

@@ -581,17 +581,16 @@ def run_eval(
 ) -> list[list[TicketRun]]:
     """Every ticket, `options.runs` times, each run on a fresh stack; results per run, in ticket order."""
     from support_agent_local.demo import drive
-    from support_agent_local.emulator import EmbeddedAws
+    from support_agent_local.emulator import EmbeddedAws, metrics_off
     from support_agent_local.runtime import Poller
 
     params = {"LogLevel": "WARNING", **provider_parameters(options.provider, options.model)}
     bedrock = _bedrock_credentials() if options.provider == "bedrock" else None
     prices = PriceTable.load(options.prices)
-    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     meter = ModelMeter(options.record)
     results: list[list[TicketRun]] = []
     total, done = len(tickets) * options.runs, 0
-    with metered(meter, bedrock):
+    with metrics_off(), metered(meter, bedrock):
         for run_index in range(options.runs):
             this_run: list[TicketRun] = []
             with EmbeddedAws(parameters=params) as stack:
