@@ -60,6 +60,21 @@ def anchor_fields(head: Head) -> dict[str, Any]:
     return {"audit_seq": head.seq, "audit_hash": head.hash, "audit_mac": head.mac}
 
 
+def anchored_head(record: dict[str, Any]) -> Head | None:
+    """The chain head a stored record keeps (`anchor_fields` read back from plain data), if any."""
+    if "audit_seq" not in record:
+        return None
+    return Head(int(record["audit_seq"]), str(record["audit_hash"]), str(record.get("audit_mac", "")))
+
+
+def learn_head(heads: dict[str, Head], session_id: str, record: dict[str, Any]) -> None:
+    """Remember the head `record` keeps for `session_id`, unless a later one is known already."""
+    head = anchored_head(record)
+    known = heads.get(session_id)
+    if head is not None and (known is None or known.seq < head.seq):
+        heads[session_id] = head
+
+
 def _session_key(session_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"SESSION#{session_id}"}, "sk": {"S": "SESSION"}}
 
@@ -95,11 +110,8 @@ class DynamoSessionStore(aws.DynamoTable):
 
     def _session(self, item: dict[str, Any]) -> Session:
         record = aws.record(item)
-        if self.heads is not None and "audit_seq" in record:
-            head = Head(int(record["audit_seq"]), str(record["audit_hash"]), str(record.get("audit_mac", "")))
-            known = self.heads.get(record["session_id"])
-            if known is None or known.seq < head.seq:
-                self.heads[record["session_id"]] = head
+        if self.heads is not None:
+            learn_head(self.heads, str(record["session_id"]), record)
         return Session.model_validate(record)
 
     def create_item(self, session: Session, **extra: Any) -> dict[str, Any]:
@@ -248,13 +260,8 @@ class DynamoApprovalStore(aws.DynamoTable):
         request = _request(item)
         if "task_token" in item:
             self._tokens[request.request_id] = item["task_token"]["S"]
-        if self.audit is not None and "audit_seq" in item:
-            head = Head(
-                int(item["audit_seq"]["N"]), item["audit_hash"]["S"], item.get("audit_mac", {}).get("S", "")
-            )
-            known = self.audit.heads.get(request.session_id)
-            if known is None or known.seq < head.seq:
-                self.audit.heads[request.session_id] = head
+        if self.audit is not None:
+            learn_head(self.audit.heads, request.session_id, aws.from_item(item))
         return request
 
     def record(self, request: PersonRequest, entries: list[AuditDraft], **fields: Any) -> None:
@@ -539,13 +546,10 @@ class DynamoAuditLog(aws.DynamoTable):
                 **columns,
             }
             found = list(self._items("scan", kwargs))
-        return {
-            str(r["pk"]).removeprefix("SESSION#"): Head(
-                int(r["audit_seq"]), str(r["audit_hash"]), str(r["audit_mac"])
-            )
-            for r in found
-            if "audit_seq" in r
-        }
+        heads: dict[str, Head] = {}
+        for r in found:
+            learn_head(heads, str(r["pk"]).removeprefix("SESSION#"), r)
+        return heads
 
     def digests(self) -> list[Digest]:
         """Every digest in the table, in order."""
