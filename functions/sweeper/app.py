@@ -28,8 +28,13 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     )
     if swept.stuck or swept.requeued:
         logger.warning("sessions swept", extra={"handed_off": swept.stuck, "started_again": swept.requeued})
+    if swept.unsent:
+        logger.error(
+            "messages not sent; the next run finds these sessions again", extra={"unsent": swept.unsent}
+        )
     return {
         "stuck": len(swept.stuck),
         "requeued": len(swept.requeued),
+        "unsent": len(swept.unsent),
         "budget_used_percent": swept.budget_used_percent,
     }

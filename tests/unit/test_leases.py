@@ -273,3 +273,26 @@ def test_the_sweeper_publishes_the_share_of_the_daily_budget_used(world):
     for _ in range(3):
         budget.take(8, world.policy.timezone)
     assert sweeper.sweep().budget_used_percent == 37.5
+
+
+def test_a_refused_send_does_not_keep_the_sweeper_from_the_others(world, monkeypatch):
+    first, second = world.ticket(ORDER, subject="Order one"), world.ticket(ORDER, subject="Order two")
+    killed_while_running(world, first)
+    killed_while_running(world, second)
+    later(monkeypatch, 361)
+    sent = world.agent_queue.send
+    refused = [True]
+
+    def flaky(message: object) -> None:
+        if refused.pop() if refused else False:
+            raise ConnectionError("SQS down")
+        sent(message)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(world.agent_queue, "send", flaky)
+    swept = Sweeper(world.sessions, world.agent_queue, MemoryDailyBudget(), world.policy).sweep()
+    assert sorted(swept.stuck) == sorted([first, second]) and len(swept.unsent) == 1
+    assert [m.session_id for m in world.agent_queue.sent] == [s for s in swept.stuck if s not in swept.unsent]
+    # The next run finds the unsent one again (it is still running past its lease) and sends it.
+    monkeypatch.setattr(world.agent_queue, "send", sent)
+    again = Sweeper(world.sessions, world.agent_queue, MemoryDailyBudget(), world.policy).sweep()
+    assert swept.unsent[0] in again.stuck and again.unsent == []

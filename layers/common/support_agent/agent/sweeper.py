@@ -29,6 +29,9 @@ class Swept:
     stuck: list[str] = field(default_factory=list)  # running past their lease: handed to people
     requeued: list[str] = field(default_factory=list)  # queued past their grace: started again
     budget_used_percent: float = 0.0  # today's sessions, in percent of max_sessions_per_day
+    # Found, but its message could not be sent (the queue refused): found again by the next run, and a
+    # stuck one keeps SessionsStuck above zero until then.
+    unsent: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -46,10 +49,15 @@ class Sweeper:
             self.sessions.expired_leases(SessionState.QUEUED, before),
             self._budget_used_percent(),
         )
-        for session_id in swept.stuck:
-            self.queue.send(AgentMessage(type="sweep", session_id=session_id))
-        for session_id in swept.requeued:
-            self.queue.send(AgentMessage(type="start", session_id=session_id))
+        messages = [AgentMessage(type="sweep", session_id=s) for s in swept.stuck] + [
+            AgentMessage(type="start", session_id=s) for s in swept.requeued
+        ]
+        for message in messages:
+            # One refused send must not keep the others from going out.
+            try:
+                self.queue.send(message)
+            except Exception:
+                swept.unsent.append(message.session_id)
         return swept
 
     def _budget_used_percent(self) -> float:
