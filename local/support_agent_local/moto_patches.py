@@ -212,6 +212,20 @@ _backend_lock = threading.RLock()
 
 
 def _patch_isolation(models: Any) -> None:
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    # A whole DynamoDB request under the lock: moto serializes its answer (an item read, an update's new
+    # image) after the backend call returns, and another thread's write to the same item meanwhile
+    # breaks that walk ("dictionary changed size during iteration").
+    process_request = BotocoreStubber.process_request
+
+    def isolated_request(self: Any, request: Any) -> Any:
+        if "://dynamodb." not in str(getattr(request, "url", "")):
+            return process_request(self, request)
+        with _backend_lock:
+            return process_request(self, request)
+
+    BotocoreStubber.process_request = isolated_request  # type: ignore[method-assign]
     backend = models.DynamoDBBackend
     for name in _ISOLATED:
         original = getattr(backend, name, None)
