@@ -4,7 +4,8 @@ and the session commit that writes a state change, its request and its audit ent
 Sessions and requests share the sessions table (pk SESSION#id / APPROVAL#id, sk = kind); the audit table
 is keyed (session_id, seq) and written with conditional puts only. A session record also keeps its audit
 chain's head (audit_seq, audit_hash, audit_mac): the session commit sets it in the same transaction as the
-entries, and a lone append moves it forward with a conditional update.
+entries, and a lone append moves it forward, conditionally, in the transaction that writes the entries.
+Request records keep a copy of it, so the notifier and the Slack endpoint need not read it first.
 """
 
 from __future__ import annotations
@@ -447,7 +448,7 @@ class DynamoAuditLog(aws.DynamoTable):
                     raise TransitionRefused(
                         f"a state change for {session_id} was refused", tuple(ours)
                     ) from None
-                if moved and refused[-1] and not any(refused[: len(entries)]):
+                if moved and refused and refused[-1] and not any(refused[: len(entries)]):
                     # Only the anchor was refused: the session record is gone (erased), and the entries
                     # go without it. (With the entries refused too, it was behind another writer's.)
                     anchor = False
