@@ -14,12 +14,12 @@ with the number of items stored (1, 2), and concurrent requests are isolated as 
 3. Isolation. moto runs the backend's item operations unguarded, so threads (concurrent Slack clicks, the
    state machine's own threads) interleave inside one request: a conditional write can pass its check
    while another thread changes the item, and a cancelled transaction's restore can undo another
-   thread's write. Each operation here holds one lock for the backend, as if DynamoDB's guarantees held
+   thread's write. Each DynamoDB request here holds one lock, as if DynamoDB's guarantees held
    (atomic single-item writes, serializable transactions).
 
 Upstream, the changes would live in moto/dynamodb/models/__init__.py
 (DynamoDBBackend.transact_write_items: back up the named items, not `copy.deepcopy(table)`; a lock
-around the backend's item operations) and moto/dynamodb/models/table.py (Table.query:
+around each request, from parsing to its serialized answer) and moto/dynamodb/models/table.py (Table.query:
 `self.items.get(hash_key)` instead of `self.all_items()` when `index_name` is None). All are tested in
 tests/integration/test_moto_patches.py.
 """
@@ -42,7 +42,7 @@ def apply() -> None:
         return
     _patch_transactions(models)
     _patch_queries(models)
-    _patch_isolation(models)
+    _patch_isolation()
     models._support_agent_patches = True  # type: ignore[attr-defined]
 
 
@@ -192,31 +192,16 @@ def _patch_queries(models: Any) -> None:
 
 # --- Isolation: one request at a time, as DynamoDB's atomic items and transactions behave ---------------
 
-# The backend's item operations. moto runs them unguarded, so two threads interleave inside one request:
-# a conditional write can pass its check while another thread changes the item, and a cancelled
-# transaction's restore can undo a write another thread made meanwhile. DynamoDB makes each single-item
-# write atomic and each transaction serializable with the writes and reads it touches.
-_ISOLATED = (
-    "put_item",
-    "update_item",
-    "delete_item",
-    "get_item",
-    "query",
-    "scan",
-    "transact_write_items",
-    "transact_get_items",
-    "batch_get_item",
-    "batch_write_item",
-)
 _backend_lock = threading.RLock()
 
 
-def _patch_isolation(models: Any) -> None:
+def _patch_isolation() -> None:
     from moto.core.botocore_stubber import BotocoreStubber
 
-    # A whole DynamoDB request under the lock: moto serializes its answer (an item read, an update's new
-    # image) after the backend call returns, and another thread's write to the same item meanwhile
-    # breaks that walk ("dictionary changed size during iteration").
+    # One DynamoDB request at a time, whole: moto runs the backend's item operations unguarded (a
+    # conditional write can pass its check while another thread changes the item; a cancelled
+    # transaction's restore can undo another thread's write), and it serializes its answer after the
+    # backend returns (another thread's write to the item breaks that walk).
     process_request = BotocoreStubber.process_request
 
     def isolated_request(self: Any, request: Any) -> Any:
@@ -226,15 +211,3 @@ def _patch_isolation(models: Any) -> None:
             return process_request(self, request)
 
     BotocoreStubber.process_request = isolated_request  # type: ignore[method-assign]
-    backend = models.DynamoDBBackend
-    for name in _ISOLATED:
-        original = getattr(backend, name, None)
-        if original is None:
-            continue
-
-        def isolated(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            with _backend_lock:
-                return _original(self, *args, **kwargs)
-
-        isolated.__name__ = name
-        setattr(backend, name, isolated)
